@@ -1,0 +1,1 @@
+"""Tools for finding what sparse autoencoders get wrong: feature absorption and hedging."""

@@ -1,0 +1,71 @@
+"""What every script shares at its edge: the typer app, one-line errors, device choice."""
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import torch
+import typer
+from rich.console import Console
+
+from sae_hacking.errors import UserInputError
+
+stderr = Console(stderr=True)
+
+T = TypeVar("T")
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def make_app(help_text: str) -> typer.Typer:
+    """A typer app that never prints locals and has no shell-completion noise."""
+    return typer.Typer(
+        help=help_text,
+        pretty_exceptions_show_locals=False,
+        add_completion=False,
+        no_args_is_help=False,
+    )
+
+
+def fail(error: UserInputError) -> NoReturn:
+    """Print the one-line error and exit with the usage-error status."""
+    stderr.print(f"[bold red]error[/]: {error}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def run_or_fail(work: Callable[[], T]) -> T:
+    """Run the script's work, turning a UserInputError into one line on stderr."""
+    try:
+        return work()
+    except UserInputError as error:
+        fail(error)
+
+
+def resolve_device(spec: str, flag: str = "--device") -> torch.device:
+    """Turn ``auto|cpu|cuda[:N]`` into a device, refusing CUDA where there is none."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise UserInputError(
+                flag, f"'{spec}' asked for, but no CUDA device is visible; use cpu"
+            )
+        try:
+            device = torch.device(spec)
+        except RuntimeError as error:
+            raise UserInputError(
+                flag, f"'{spec}' is not a device; use auto, cpu or cuda"
+            ) from error
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserInputError(
+                flag, f"'{spec}' but only {torch.cuda.device_count()} CUDA devices are visible"
+            )
+        return device
+    raise UserInputError(flag, f"unknown device '{spec}'; use one of {', '.join(DEVICE_CHOICES)}")
+
+
+def command_line() -> list[str]:
+    """The command line this process was started with, for config.json."""
+    return list(sys.argv)

@@ -1,0 +1,44 @@
+"""The shape letters used in tensor names and jaxtyping annotations across the package.
+
+A tensor's name ends in its shape letters and its annotation uses the same letters:
+``acts_BSE: Float[Tensor, "B S E"]``. A letter means the same size everywhere in one function.
+
+1  singleton dimension (for broadcasting)
+A  parent features in a synthetic dataset
+B  batch
+C  child features in a synthetic dataset
+D  local: no convention, unique within its function
+E  SAE width (latents)
+F  reserved for torch.nn.functional, never a dimension
+G  a multiple of E
+H  SAE children (a multiple of E) in the hierarchical SAE
+K  k in top-k, or latents ablated per prompt
+M  model dimension (the activation space an SAE reads)
+N  true features of a synthetic dataset
+P  packed latent pairs (an upper triangle, flattened)
+R  selected rows (a subset of latents)
+S  sequence positions
+T  tokens, batch and sequence flattened together
+V  vocabulary
+W  64-bit words of a bit-packed array
+"""
+
+LETTERS: dict[str, str] = {
+    "1": "singleton",
+    "A": "parent features",
+    "B": "batch",
+    "C": "child features",
+    "D": "local",
+    "E": "SAE width",
+    "G": "multiple of E",
+    "H": "SAE children",
+    "K": "top-k",
+    "M": "model dimension",
+    "N": "true features",
+    "P": "packed pairs",
+    "R": "selected rows",
+    "S": "sequence",
+    "T": "tokens",
+    "V": "vocabulary",
+    "W": "bit-packed words",
+}

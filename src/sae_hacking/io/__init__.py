@@ -1,0 +1,1 @@
+"""Result files: atomic writes, tensor bundles with JSON manifests, run directories."""

@@ -1,0 +1,1 @@
+"""Synthetic hierarchical data with known features, toy SAE architectures, ground-truth metrics."""

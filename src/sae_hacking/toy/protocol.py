@@ -1,10 +1,16 @@
-"""The two interfaces the toy trainer, the toy SAEs, the data sources and the metrics agree on."""
+"""The interfaces the toy trainer, the toy SAEs, the data sources and the metrics agree on.
+
+Required: ``FeatureSource`` (data) and ``ToySAE`` (model). Optional, checked with ``isinstance``:
+``HasSiblings`` (a source that knows which true features share a parent), ``HasComposedDirections``
+(an SAE whose unit of meaning is a sum of decoder rows, such as parent + child) and ``AfterStep``
+(an SAE that must fix up its weights after each optimizer step).
+"""
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 
@@ -24,6 +30,22 @@ class FeatureSource(Protocol):
 
 
 @dataclass(frozen=True)
+class SiblingStructure:
+    """Which true features are siblings: ``parent_of_N[n]`` is the parent row of feature ``n``."""
+
+    parents_AM: Float[Tensor, "A M"]
+    parent_of_N: Int[Tensor, " N"]
+
+
+@runtime_checkable
+class HasSiblings(Protocol):
+    """A source whose true features come in sibling groups under known parent directions."""
+
+    @property
+    def siblings(self) -> SiblingStructure: ...
+
+
+@dataclass(frozen=True)
 class LossParts:
     """A training loss and its named parts, for logging (parts are detached)."""
 
@@ -40,6 +62,10 @@ class ToySAE(Protocol):
         """Latent activations as a dense matrix, for metrics and plots."""
         ...
 
+    def reconstruct(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B M"]:
+        """The SAE's reconstruction of a batch (for FVU and plots)."""
+        ...
+
     def decoder_directions(self) -> Float[Tensor, "E M"]:
         """Each latent's decoder direction (rows of W_dec)."""
         ...
@@ -51,3 +77,21 @@ class ToySAE(Protocol):
     def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
         """The training loss on one batch, reconstruction plus whatever the architecture adds."""
         ...
+
+
+@runtime_checkable
+class HasComposedDirections(Protocol):
+    """An SAE whose outputs are sums of decoder rows (parent + child), scored as such.
+
+    Ground-truth metrics compare these directions, not the raw decoder rows, with the true
+    features: a child row of a hierarchical SAE is only an offset from its parent.
+    """
+
+    def composed_directions(self) -> Float[Tensor, "G M"]: ...
+
+
+@runtime_checkable
+class AfterStep(Protocol):
+    """An SAE that constrains its weights after each optimizer step (e.g. unit decoder rows)."""
+
+    def after_step(self) -> None: ...

@@ -1,0 +1,152 @@
+"""The original toolkit's hierarchical top-k SAE: every parent latent owns two child latents.
+
+Parents are chosen by top-k. A child can fire only where its parent fired; of a parent's two
+children only the one with the larger pre-activation is kept (ReLU'd). The reconstruction is the
+parent's decoder row plus the winning child's row, each scaled by its activation.
+
+The ``G = 3E`` latents share one encoder and one decoder matrix: rows ``[0, E)`` are parents and
+row ``E + 2e + c`` is child ``c`` of parent ``e``, so one matmul encodes all of them and one
+``embedding_bag`` decodes parents and children together.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from sae_hacking.core.topk import densify, topk_decode, topk_encode
+from sae_hacking.toy.auxk import AuxKSettings, reconstruction_loss_with_auxk
+from sae_hacking.toy.protocol import LossParts
+from sae_hacking.toy.topk_sae import random_unit_rows, reconstruction_error
+
+CHILDREN = 2
+
+
+@dataclass(frozen=True)
+class HierarchicalShape:
+    """Everything needed to rebuild a ``HierarchicalTopKSAE`` (stored in checkpoints)."""
+
+    model_dim: int
+    num_parents: int
+    k: int
+    child_init_norm: float = 0.4
+    aux_k: int = 0
+    aux_coefficient: float = 1 / 32
+    dead_after_steps: int = 200
+
+    def auxk_settings(self) -> AuxKSettings:
+        return AuxKSettings(self.aux_k, self.aux_coefficient, self.dead_after_steps)
+
+
+@dataclass(frozen=True)
+class HierarchicalCode:
+    """One batch's sparse code: K parents and, for each, its winning child (row index into G)."""
+
+    parent_acts_BK: Float[Tensor, "B K"]
+    parent_idx_BK: Int[Tensor, "B K"]
+    child_acts_BK: Float[Tensor, "B K"]
+    child_idx_BK: Int[Tensor, "B K"]
+    parent_pre_BE: Float[Tensor, "B E"]
+
+
+class HierarchicalTopKSAE(nn.Module):
+    """Top-k parents, each with two mutually exclusive children that fire only with it."""
+
+    def __init__(self, shape: HierarchicalShape, generator: torch.Generator) -> None:
+        super().__init__()
+        if not 1 <= shape.k <= shape.num_parents:
+            raise ValueError(f"k={shape.k} must lie in [1, num_parents={shape.num_parents}]")
+        self.shape = shape
+        self.num_parents = shape.num_parents
+        self.width = (1 + CHILDREN) * shape.num_parents
+        self.k = shape.k
+        device = generator.device
+        parents_EM = random_unit_rows(shape.num_parents, shape.model_dim, 1.0, generator)
+        children_HM = random_unit_rows(
+            CHILDREN * shape.num_parents, shape.model_dim, shape.child_init_norm, generator
+        )
+        W_dec_GM = torch.cat([parents_EM, children_HM])
+        self.W_dec_GM = nn.Parameter(W_dec_GM)
+        self.W_enc_MG = nn.Parameter(W_dec_GM.T.clone())
+        self.b_enc_G = nn.Parameter(torch.zeros(self.width, device=device))
+        self.b_dec_M = nn.Parameter(torch.zeros(shape.model_dim, device=device))
+        self.register_buffer(
+            "steps_since_fired_E",
+            torch.zeros(shape.num_parents, dtype=torch.int64, device=device),
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return asdict(self.shape)
+
+    def encode(self, x_BM: Float[Tensor, "B M"]) -> HierarchicalCode:
+        num_parents = self.num_parents
+        pre_BG = torch.addmm(self.b_enc_G, x_BM - self.b_dec_M, self.W_enc_MG)
+        parent_pre_BE = pre_BG[:, :num_parents]
+        parent_acts_BK, parent_idx_BK = topk_encode(parent_pre_BE, self.k)
+        pairs_BE2 = pre_BG[:, num_parents:].unflatten(1, (num_parents, CHILDREN))
+        gather_BK2 = parent_idx_BK[:, :, None].expand(-1, -1, CHILDREN)
+        child_pre_BK2 = pairs_BE2.gather(1, gather_BK2)
+        child_pre_BK, which_BK = child_pre_BK2.max(dim=-1)
+        # A parent kept by top-k but ReLU'd to zero did not fire, so neither may its children.
+        child_acts_BK = F.relu(child_pre_BK) * (parent_acts_BK > 0)
+        child_idx_BK = num_parents + CHILDREN * parent_idx_BK + which_BK
+        return HierarchicalCode(
+            parent_acts_BK, parent_idx_BK, child_acts_BK, child_idx_BK, parent_pre_BE
+        )
+
+    def decode(self, code: HierarchicalCode) -> Float[Tensor, "B M"]:
+        acts_BD = torch.cat([code.parent_acts_BK, code.child_acts_BK], dim=1)
+        idx_BD = torch.cat([code.parent_idx_BK, code.child_idx_BK], dim=1)
+        return topk_decode(acts_BD, idx_BD, self.W_dec_GM, self.b_dec_M)
+
+    def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B G"]:
+        """Dense code over all G latents: parents first, then children (``E + 2e + c``)."""
+        code = self.encode(x_BM)
+        acts_BD = torch.cat([code.parent_acts_BK, code.child_acts_BK], dim=1)
+        idx_BD = torch.cat([code.parent_idx_BK, code.child_idx_BK], dim=1)
+        # Parent and child indices never collide, so a plain scatter is exact.
+        return densify(acts_BD, idx_BD, self.width)
+
+    def reconstruct(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B M"]:
+        return self.decode(self.encode(x_BM))
+
+    def decoder_directions(self) -> Float[Tensor, "G M"]:
+        return self.W_dec_GM
+
+    def encoder_directions(self) -> Float[Tensor, "G M"]:
+        return self.W_enc_MG.T
+
+    def composed_directions(self) -> Float[Tensor, "H M"]:
+        """What parent ``e`` with child ``c`` writes, at row ``2e + c``: parent row + child row."""
+        parents_EM = self.W_dec_GM[: self.num_parents]
+        return parents_EM.repeat_interleave(CHILDREN, dim=0) + self.W_dec_GM[self.num_parents :]
+
+    def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
+        code = self.encode(x_BM)
+        recon_BM = self.decode(code)
+        mse = reconstruction_error(recon_BM, x_BM)
+        steps_since_fired_E: Tensor = self.steps_since_fired_E  # pyright: ignore[reportAssignmentType]
+        # AuxK revives parents; a dead child has a live parent and keeps competing with its sibling.
+        return reconstruction_loss_with_auxk(
+            mse,
+            code.parent_pre_BE,
+            x_BM - recon_BM,
+            (code.parent_acts_BK, code.parent_idx_BK),
+            steps_since_fired_E,
+            self.W_dec_GM[: self.num_parents],
+            self.shape.auxk_settings(),
+        )
+
+    @torch.no_grad()
+    def load_hierarchy(
+        self, parents_DM: Float[Tensor, "D M"], offsets_D2M: Float[Tensor, "D 2 M"]
+    ) -> None:
+        """Set the first D parents' rows to given parents and their children's rows to offsets."""
+        rows = min(parents_DM.shape[0], self.num_parents)
+        self.W_dec_GM[:rows] = parents_DM[:rows]
+        start = self.num_parents
+        self.W_dec_GM[start : start + CHILDREN * rows] = offsets_D2M[:rows].flatten(0, 1)
+        self.W_enc_MG.copy_(self.W_dec_GM.T)

@@ -1,0 +1,160 @@
+"""Corpora: a Hugging Face dataset streamed, or local .txt/.jsonl/.parquet files, as token batches.
+
+Prompts are numbered in corpus order; rank r of w takes prompts r, r+w, r+2w, ... so shards are
+disjoint and together cover the corpus. Empty (whitespace-only) texts are skipped before numbering.
+"""
+
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from sae_hacking.errors import UserInputError
+
+LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
+DEFAULT_DATASET_ID = "monology/pile-uncopyrighted"
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Where prompts come from: a hub dataset id, or local files (which win when given)."""
+
+    dataset_id: str | None = DEFAULT_DATASET_ID
+    dataset_paths: tuple[Path, ...] = ()
+    split: str = "train"
+    text_field: str = "text"
+
+    def __post_init__(self) -> None:
+        if not self.dataset_paths and not self.dataset_id:
+            raise UserInputError("--dataset-id", "give a dataset id or --dataset-path")
+        for path in self.dataset_paths:
+            if not path.is_file():
+                raise UserInputError("--dataset-path", f"'{path}' is not a file")
+            if path.suffix not in LOCAL_SUFFIXES:
+                raise UserInputError(
+                    "--dataset-path", f"'{path}' is not {', '.join(LOCAL_SUFFIXES)}; convert it"
+                )
+
+    def describe(self) -> str:
+        """How the manifest names this corpus."""
+        if self.dataset_paths:
+            return ",".join(str(path) for path in self.dataset_paths)
+        return f"{self.dataset_id}:{self.split}"
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Left-padded tokens, the attention mask, and the positions that count (not pad, not BOS)."""
+
+    tokens_BS: Int[Tensor, "B S"]
+    attention_mask_BS: Int[Tensor, "B S"]
+    counted_BS: Bool[Tensor, "B S"]
+
+    @property
+    def n_prompts(self) -> int:
+        return self.tokens_BS.shape[0]
+
+    def to(self, device: torch.device) -> "TokenBatch":
+        return TokenBatch(
+            self.tokens_BS.to(device), self.attention_mask_BS.to(device), self.counted_BS.to(device)
+        )
+
+
+def _local_texts(path: Path, text_field: str) -> Iterator[str]:
+    if path.suffix == ".txt":
+        with open(path, encoding="utf-8") as handle:
+            yield from (line.rstrip("\n") for line in handle)
+    elif path.suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if text_field not in record:
+                    raise UserInputError(
+                        "--text-field", f"line {number} of '{path}' has no field '{text_field}'"
+                    )
+                yield str(record[text_field])
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path)
+        if text_field not in table.schema_arrow.names:
+            raise UserInputError("--text-field", f"'{path}' has no column '{text_field}'")
+        for batch in table.iter_batches(columns=[text_field], batch_size=1024):
+            yield from (str(text) for text in batch.column(0).to_pylist())
+
+
+def _hub_texts(dataset_id: str, split: str, text_field: str) -> Iterator[str]:
+    import datasets
+
+    try:
+        stream = datasets.load_dataset(dataset_id, split=split, streaming=True)
+    except (OSError, ValueError, ConnectionError) as error:
+        raise UserInputError(
+            "--dataset-id",
+            f"cannot stream '{dataset_id}' ({type(error).__name__}); check the name, the network "
+            "and HF_DATASETS_OFFLINE, or use --dataset-path",
+        ) from error
+    for row in stream:
+        assert isinstance(row, dict)
+        if text_field not in row:
+            raise UserInputError(
+                "--text-field", f"'{dataset_id}' rows have no field '{text_field}'"
+            )
+        yield str(row[text_field])
+
+
+def iter_texts(spec: CorpusSpec, rank: int = 0, world: int = 1, skip: int = 0) -> Iterator[str]:
+    """This rank's prompts in order, after skipping its first ``skip`` (for resuming)."""
+    if spec.dataset_paths:
+        texts: Iterable[str] = itertools.chain.from_iterable(
+            _local_texts(path, spec.text_field) for path in spec.dataset_paths
+        )
+    else:
+        assert spec.dataset_id is not None
+        texts = _hub_texts(spec.dataset_id, spec.split, spec.text_field)
+    nonempty = (text for text in texts if text.strip())
+    return itertools.islice(nonempty, rank + skip * world, None, world)
+
+
+def tokenize_batch(
+    texts: list[str],
+    tokenizer: PreTrainedTokenizerBase,
+    max_tokens: int,
+    count_bos: bool = False,
+) -> TokenBatch:
+    """Tokenize with BOS, truncate to ``max_tokens`` (BOS included), pad on the left."""
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(
+        texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt"
+    )
+    tokens_BS = encoded["input_ids"]
+    attention_mask_BS = encoded["attention_mask"]
+    counted_BS = attention_mask_BS.bool()
+    if not count_bos and tokenizer.bos_token_id is not None:
+        # Only the first real token is BOS; a BOS id inside the text would still count.
+        first_real_B = attention_mask_BS.argmax(dim=1)
+        counted_BS[torch.arange(len(texts)), first_real_B] &= (
+            tokens_BS[torch.arange(len(texts)), first_real_B] != tokenizer.bos_token_id
+        )
+    return TokenBatch(tokens_BS, attention_mask_BS, counted_BS)
+
+
+def iter_token_batches(
+    texts: Iterable[str],
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    max_tokens: int,
+    count_bos: bool = False,
+) -> Iterator[TokenBatch]:
+    """Token batches of up to ``batch_size`` prompts (the last may be shorter)."""
+    iterator = iter(texts)
+    while chunk := list(itertools.islice(iterator, batch_size)):
+        yield tokenize_batch(chunk, tokenizer, max_tokens, count_bos)

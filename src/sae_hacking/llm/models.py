@@ -1,0 +1,183 @@
+"""Language models by transformer-lens name, the offline ``tiny`` stand-in, and hook geometry.
+
+Every model is a sae-lens ``HookedSAETransformer`` so SAEs can be spliced in with ``add_sae``.
+"""
+
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from sae_lens import HookedSAETransformer
+from transformer_lens import HookedTransformerConfig
+from transformer_lens.loading_from_pretrained import (
+    get_official_model_name,
+    get_pretrained_model_config,
+)
+
+from sae_hacking.errors import UserInputError
+from sae_hacking.llm.tokenizer import tiny_tokenizer
+
+TINY_MODEL = "tiny"
+DEFAULT_MODEL = "google/gemma-2-2b"
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+_D_MODEL_HOOKS = (
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_mlp_out",
+    "hook_attn_out",
+    "hook_mlp_in",
+    "hook_attn_in",
+)
+_BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+@contextmanager
+def _quiet_deprecation() -> Iterator[None]:
+    # transformer-lens 3 marks HookedTransformer deprecated in favour of its bridge; sae-lens's
+    # HookedSAETransformer (what add_sae and run_with_cache_with_saes need) still subclasses it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*HookedTransformer.*deprecated", category=DeprecationWarning
+        )
+        yield
+
+
+def parse_dtype(name: str, flag: str = "--dtype") -> torch.dtype:
+    """``float32|bfloat16|float16`` to a torch dtype."""
+    if name not in DTYPES:
+        raise UserInputError(flag, f"unknown dtype '{name}'; use one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def tiny_config(n_layers: int = 6, d_model: int = 64, n_ctx: int = 256) -> HookedTransformerConfig:
+    """A Gemma-2-shaped config (RMS pre+post norms, gated GELU MLP, GQA, local/global attention, soft caps)."""
+    return HookedTransformerConfig(
+        model_name=TINY_MODEL,
+        n_layers=n_layers,
+        d_model=d_model,
+        d_head=16,
+        n_heads=4,
+        n_key_value_heads=2,
+        d_mlp=4 * d_model,
+        d_vocab=len(tiny_tokenizer()),
+        n_ctx=n_ctx,
+        act_fn="gelu_pytorch_tanh",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_base=10000.0,
+        use_attn_scale=True,
+        window_size=32,
+        use_local_attn=True,
+        attn_types=["local", "global"] * (n_layers // 2) + ["local"] * (n_layers % 2),
+        attn_scores_soft_cap=50.0,
+        output_logits_soft_cap=30.0,
+        gated_mlp=True,
+        final_rms=True,
+        use_normalization_before_and_after=True,
+        default_prepend_bos=True,
+        eps=1e-6,
+        dtype=torch.float32,
+        device="cpu",
+    )
+
+
+def tiny_model(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    n_layers: int = 6,
+    d_model: int = 64,
+) -> HookedSAETransformer:
+    """A random Gemma-2-shaped model with the tiny tokenizer, identical for equal arguments."""
+    cfg = tiny_config(n_layers=n_layers, d_model=d_model)
+    # Construction draws from the global RNG; fork it so callers' streams are untouched, then
+    # redraw every weight from our own generator.
+    with torch.random.fork_rng(devices=[]), _quiet_deprecation():
+        model = HookedSAETransformer(cfg, tokenizer=tiny_tokenizer(), default_padding_side="left")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(".w") or name.endswith("ln_final.w"):
+                param.fill_(1.0)
+            elif name.split(".")[-1].startswith("b_"):
+                param.zero_()
+            else:
+                fan_in = param.shape[-2] if param.dim() >= 2 else param.shape[0]
+                scale = 1.0 if name.startswith("embed") else fan_in**-0.5
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    model.to(torch.device(device), print_details=False)
+    model.to(dtype, print_details=False)
+    return model
+
+
+def model_config(name: str, flag: str = "--model") -> HookedTransformerConfig:
+    """The model's config without its weights (offline for transformer-lens's known models)."""
+    if name == TINY_MODEL:
+        return tiny_config()
+    try:
+        official = get_official_model_name(name)
+    except ValueError as error:
+        raise UserInputError(
+            flag, f"'{name}' is not a transformer-lens model name; try {DEFAULT_MODEL} or tiny"
+        ) from error
+    try:
+        return get_pretrained_model_config(official)
+    except OSError as error:
+        raise UserInputError(flag, f"cannot read the config of '{name}': {error}") from error
+
+
+def load_model(
+    name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> HookedSAETransformer:
+    """Load ``tiny`` or a transformer-lens model by name, unprocessed (activations as in HF, as SAEs expect)."""
+    if name == TINY_MODEL:
+        return tiny_model(device=device, dtype=dtype)
+    model_config(name)
+    try:
+        with _quiet_deprecation():
+            model = HookedSAETransformer.from_pretrained_no_processing(
+                name, device=str(device), dtype=dtype, default_padding_side="left"
+            )
+    except OSError as error:
+        raise UserInputError(
+            "--model",
+            f"cannot load '{name}' ({type(error).__name__}); check the network, HF_HUB_OFFLINE and, "
+            "for gated models such as Gemma, HF_TOKEN",
+        ) from error
+    return model
+
+
+def hook_layer(hook_name: str) -> int:
+    """The block a hook sits in (-1 for hooks before the first block)."""
+    match = _BLOCK_HOOK.match(hook_name)
+    return int(match.group(1)) if match else -1
+
+
+def hook_width(cfg: HookedTransformerConfig, hook_name: str) -> int | None:
+    """The width an SAE reads at ``hook_name``, or None where the hook is unknown to this model."""
+    if hook_name in ("hook_embed", "hook_pos_embed", "ln_final.hook_normalized"):
+        return cfg.d_model
+    match = _BLOCK_HOOK.match(hook_name)
+    if match is None or int(match.group(1)) >= cfg.n_layers:
+        return None
+    rest = match.group(2)
+    if rest in _D_MODEL_HOOKS:
+        return cfg.d_model
+    if rest in ("mlp.hook_pre", "mlp.hook_post", "mlp.hook_pre_linear"):
+        return cfg.d_mlp
+    if rest in ("attn.hook_z", "attn.hook_q", "attn.hook_result"):
+        return cfg.n_heads * cfg.d_head
+    return None
+
+
+def stop_layer(hook_name: str) -> int:
+    """``stop_at_layer`` that runs a model just far enough to compute ``hook_name``."""
+    return hook_layer(hook_name) + 1

@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from sae_hacking.core.cooccurrence import (
+    active_latents,
+    add_firing_counts_,
+    add_pair_counts_,
+    add_row_counts_,
+)
+from sae_hacking.core.triangle import triangle_size
+
+
+def random_acts(
+    batch: int, seq: int, width: int, density: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """JumpReLU-like activations (exact zeros or positive) and a left-padded count mask."""
+    fires = torch.rand(batch, seq, width) < density
+    acts_BSE = torch.where(fires, torch.rand(batch, seq, width) + 0.1, torch.zeros(()))
+    lengths = torch.randint(0, seq + 1, (batch,))
+    counted_BS = torch.arange(seq)[None, :] >= (seq - lengths)[:, None]
+    counted_BS[:, 0] &= False  # a BOS-like first column is never counted
+    return acts_BSE, counted_BS
+
+
+def reference_counts(acts_BSE: torch.Tensor, counted_BS: torch.Tensor) -> tuple[dict, list[int]]:
+    """Token by token: every pair of firing latents on a counted token, and each latent's firings."""
+    pairs: dict[tuple[int, int], int] = {}
+    firing = [0] * acts_BSE.shape[2]
+    for b in range(acts_BSE.shape[0]):
+        for s in range(acts_BSE.shape[1]):
+            if not counted_BS[b, s]:
+                continue
+            on = [e for e in range(acts_BSE.shape[2]) if acts_BSE[b, s, e] > 0]
+            for e in on:
+                firing[e] += 1
+            for x, i in enumerate(on):
+                for j in on[x + 1 :]:
+                    pairs[(i, j)] = pairs.get((i, j), 0) + 1
+    return pairs, firing
+
+
+def unpacked(counts_P: torch.Tensor, width: int) -> dict[tuple[int, int], int]:
+    i, j = torch.triu_indices(width, width, 1)
+    return {(int(a), int(b)): int(c) for a, b, c in zip(i, j, counts_P, strict=True) if c}
+
+
+@pytest.mark.parametrize(
+    ("batch", "seq", "width", "density"), [(3, 7, 11, 0.4), (5, 9, 40, 0.15), (2, 4, 5, 1.0)]
+)
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
+def test_pair_and_firing_counts_match_the_per_token_reference(
+    batch: int, seq: int, width: int, density: float, dtype: torch.dtype
+) -> None:
+    acts_BSE, counted_BS = random_acts(batch, seq, width, density)
+    active_TE = active_latents(acts_BSE, counted_BS)
+    counts_P = torch.zeros(triangle_size(width), dtype=dtype)
+    firing_E = torch.zeros(width, dtype=torch.int64)
+    add_pair_counts_(counts_P, active_TE)
+    add_firing_counts_(firing_E, active_TE)
+    pairs, firing = reference_counts(acts_BSE, counted_BS)
+    assert unpacked(counts_P, width) == pairs
+    assert firing_E.tolist() == firing
+
+
+def test_small_chunks_give_the_same_counts_as_one_scatter() -> None:
+    acts_BSE, counted_BS = random_acts(4, 16, 30, 0.3)
+    active_TE = active_latents(acts_BSE, counted_BS)
+    whole = torch.zeros(triangle_size(30), dtype=torch.int32)
+    chunked = torch.zeros_like(whole)
+    add_pair_counts_(whole, active_TE)
+    add_pair_counts_(chunked, active_TE, max_pairs=7)
+    assert torch.equal(whole, chunked)
+
+
+def test_padding_and_silent_tokens_add_nothing() -> None:
+    acts_BSE = torch.rand(2, 3, 6) + 0.1
+    counted_BS = torch.zeros(2, 3, dtype=torch.bool)
+    counts_P = torch.zeros(triangle_size(6), dtype=torch.int32)
+    add_pair_counts_(counts_P, active_latents(acts_BSE, counted_BS))
+    add_pair_counts_(
+        counts_P, active_latents(torch.zeros(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
+    )
+    assert not counts_P.any()
+
+
+def test_row_counts_are_rows_of_the_full_matrix_with_firings_on_the_diagonal() -> None:
+    width = 25
+    acts_BSE, counted_BS = random_acts(4, 10, width, 0.3)
+    active_TE = active_latents(acts_BSE, counted_BS)
+    rows_R = torch.tensor([0, 7, 24])
+    counts_RE = torch.zeros(3, width, dtype=torch.int64)
+    add_row_counts_(counts_RE, active_TE, rows_R)
+    pairs, firing = reference_counts(acts_BSE, counted_BS)
+    for r, row in enumerate(rows_R.tolist()):
+        for e in range(width):
+            expected = firing[row] if e == row else pairs.get((min(row, e), max(row, e)), 0)
+            assert counts_RE[r, e] == expected

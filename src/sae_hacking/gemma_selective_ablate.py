@@ -1,0 +1,131 @@
+"""Ablate each prompt's top ablator-SAE latents one at a time and record how the reader SAE's latents change.
+
+For every prompt whose top ``--abridge-ablations-to`` ablator latents include one of
+``--selected-features``, each of those latents is zeroed (the SAE's error term kept) and
+clean - ablated reader activations at the last real token are summed per ablator latent. The
+summed rows and ablation counts go to ``<run>/effects/``, which ``look_for_pairs.py`` reads.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.io.rundir import default_output_dir
+from sae_hacking.llm import CorpusSpec
+from sae_hacking.llm.ablation_run import SelectiveAblationConfig, run
+from sae_hacking.llm.ablation_sources import read_firing_counts
+
+app = make_app(__doc__ or "")
+
+
+@app.command()
+def main(
+    model: Annotated[
+        str, typer.Option(help="transformer-lens model name, or 'tiny' (random, offline)")
+    ] = "google/gemma-2-2b",
+    ablator_sae_release: Annotated[
+        str, typer.Option(help="sae-lens release, local SAE directory, or 'tiny'")
+    ] = "gemma-scope-2b-pt-res-canonical",
+    ablator_sae_id: Annotated[
+        str, typer.Option(help="SAE id in the release")
+    ] = "layer_20/width_65k/canonical",
+    reader_sae_release: Annotated[
+        str, typer.Option(help="sae-lens release, local SAE directory, or 'tiny'")
+    ] = "gemma-scope-2b-pt-mlp-canonical",
+    reader_sae_id: Annotated[
+        str, typer.Option(help="SAE id in the release")
+    ] = "layer_21/width_65k/canonical",
+    dataset_id: Annotated[
+        str, typer.Option(help="Hugging Face dataset, streamed")
+    ] = "monology/pile-uncopyrighted",
+    dataset_path: Annotated[
+        list[Path] | None,
+        typer.Option(help="local .txt/.jsonl/.parquet (repeatable; wins over --dataset-id)"),
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="text column of the dataset")] = "text",
+    n_prompts: Annotated[int, typer.Option(help="prompts to read (all ranks together)")] = 1,
+    batch_size: Annotated[int, typer.Option(help="prompts per clean forward pass")] = 8,
+    max_tokens_in_prompt: Annotated[
+        int, typer.Option(help="tokens per prompt, BOS included")
+    ] = 125,
+    abridge_ablations_to: Annotated[
+        int, typer.Option(help="K: ablate each prompt's top K latents")
+    ] = 100,
+    selected_features: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="ablate only prompts whose top K holds one of these (repeatable; none: every prompt)"
+        ),
+    ] = None,
+    exclude_latent_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="never ablate latents firing on more than this fraction of tokens (needs --cooccurrence-dir)"
+        ),
+    ] = None,
+    cooccurrence_dir: Annotated[
+        Path | None, typer.Option(help="a gemma_cooccurrences.py run, for firing frequencies")
+    ] = None,
+    max_batch_ablations: Annotated[
+        int,
+        typer.Option(
+            help="ablations per batched forward (bounds memory: about rows x S x (6 d_model + 3 d_mlp) x 4 bytes)"
+        ),
+    ] = 512,
+    save_every: Annotated[int, typer.Option(help="checkpoint every this many batches")] = 100,
+    max_rows_in_memory: Annotated[
+        int,
+        typer.Option(
+            help="flush effect rows to disk beyond this many (rows x reader width x 4 bytes)"
+        ),
+    ] = 16384,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue this run directory from its last checkpoint")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(help="where run directories go [$SAE_HACKING_RESULTS or ./results]"),
+    ] = None,
+) -> None:
+    """Run (or resume) selective ablation."""
+
+    def work() -> Path:
+        config = SelectiveAblationConfig(
+            model=model,
+            ablator_sae_release=ablator_sae_release,
+            ablator_sae_id=ablator_sae_id,
+            reader_sae_release=reader_sae_release,
+            reader_sae_id=reader_sae_id,
+            corpus=CorpusSpec(
+                dataset_id=dataset_id,
+                dataset_paths=tuple(dataset_path or ()),
+                text_field=text_field,
+            ),
+            n_prompts=n_prompts,
+            batch_size=batch_size,
+            max_tokens_in_prompt=max_tokens_in_prompt,
+            abridge_ablations_to=abridge_ablations_to,
+            selected_features=tuple(selected_features or ()),
+            exclude_latent_threshold=exclude_latent_threshold,
+            cooccurrence_dir=cooccurrence_dir,
+            max_batch_ablations=max_batch_ablations,
+            save_every=save_every,
+            max_rows_in_memory=max_rows_in_memory,
+            device=device,
+            dtype=dtype,
+            output_dir=output_dir or default_output_dir(),
+        )
+        firing = None if cooccurrence_dir is None else read_firing_counts(cooccurrence_dir, config)
+        run_dir = run(config, resume=resume, firing=firing)
+        typer.echo(f"effects written to {run_dir / 'effects'}")
+        return run_dir
+
+    run_or_fail(work)
+
+
+if __name__ == "__main__":
+    app()

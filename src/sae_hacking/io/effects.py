@@ -1,0 +1,227 @@
+"""Effect rows: the summed effect of ablating each ablator latent, stored only for ablated latents.
+
+A store is a directory of shards plus ``effects.json``. Each shard is a bundle holding
+``latents_R`` (sorted ablator latent ids), ``effects_RE`` (float32 sums of clean - ablated reader
+latents, one row per ablator latent) and ``counts_R`` (how many ablations were summed). A latent
+may appear in several shards (several flushes, ranks or runs): its effect is the sum. ``compact``
+merges any number of stores into one whose shards are disjoint and sorted, streaming one block of
+latent ids at a time, so no step holds a dense width x width matrix.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from safetensors import safe_open
+from torch import Tensor
+
+from sae_hacking.errors import UserInputError
+from sae_hacking.io.atomic import atomic_write_json
+from sae_hacking.io.bundle import bundle_paths, save_bundle
+
+STORE_FORMAT = "sae_hacking.effects/1"
+MANIFEST = "effects.json"
+
+
+class RowAccumulator:
+    """Sums effect rows by ablator latent on the device; rows are allocated on first ablation."""
+
+    def __init__(self, ablator_width: int, reader_width: int, device: torch.device) -> None:
+        self.ablator_width = ablator_width
+        self.reader_width = reader_width
+        self.device = device
+        self._slot_E = torch.full((ablator_width,), -1, dtype=torch.long, device=device)
+        self._latents_R = torch.zeros(0, dtype=torch.long, device=device)
+        self._rows_RE = torch.zeros(0, reader_width, device=device)
+        self._counts_R = torch.zeros(0, dtype=torch.long, device=device)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self._latents_R.shape[0])
+
+    def add(self, latents_K: Int[Tensor, " K"], effects_KE: Float[Tensor, "K E"]) -> None:
+        """Add one ablation's effect per row (a latent may repeat)."""
+        latents_K = latents_K.to(self.device)
+        new_N = latents_K.unique()
+        new_N = new_N[self._slot_E[new_N] < 0]
+        if new_N.numel():
+            self._slot_E[new_N] = torch.arange(
+                self.n_rows, self.n_rows + new_N.numel(), device=self.device
+            )
+            self._latents_R = torch.cat([self._latents_R, new_N])
+            self._rows_RE = torch.cat(
+                [self._rows_RE, self._rows_RE.new_zeros(new_N.numel(), self.reader_width)]
+            )
+            self._counts_R = torch.cat([self._counts_R, self._counts_R.new_zeros(new_N.numel())])
+        slots_K = self._slot_E[latents_K]
+        self._rows_RE.index_add_(0, slots_K, effects_KE.to(self.device, torch.float32))
+        self._counts_R.index_add_(0, slots_K, torch.ones_like(slots_K))
+
+    def take(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The accumulated rows sorted by latent (on the CPU), and an empty accumulator."""
+        order_R = self._latents_R.argsort()
+        taken = (
+            self._latents_R[order_R].cpu(),
+            self._rows_RE[order_R].cpu(),
+            self._counts_R[order_R].cpu(),
+        )
+        self.__init__(self.ablator_width, self.reader_width, self.device)
+        return taken
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What a store is about: the SAEs and widths every shard must share."""
+
+    ablator: dict[str, Any]
+    reader: dict[str, Any]
+    model: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"ablator": self.ablator, "reader": self.reader, "model": self.model}
+
+
+def write_shard(
+    directory: Path, name: str, latents_R: Tensor, rows_RE: Tensor, counts_R: Tensor
+) -> dict[str, Any]:
+    """Write one shard (rows sorted by latent) and return its manifest entry."""
+    save_bundle(
+        directory,
+        name,
+        {"latents_R": latents_R, "effects_RE": rows_RE.float(), "counts_R": counts_R},
+        {"rows": int(latents_R.shape[0])},
+    )
+    return {"name": name, "rows": int(latents_R.shape[0])}
+
+
+def write_manifest(
+    directory: Path, info: StoreInfo, shards: list[dict[str, Any]], extra: dict[str, Any]
+) -> None:
+    """Atomically record which shards make up the store (shards not listed are not part of it)."""
+    atomic_write_json(
+        directory / MANIFEST, {"format": STORE_FORMAT, **info.describe(), "shards": shards, **extra}
+    )
+
+
+def read_manifest(directory: Path, flag: str) -> dict[str, Any]:
+    """A store's manifest, or a one-line error naming ``flag``."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise UserInputError(
+            flag, f"'{directory}' has no {MANIFEST}; give a selective-ablation effects directory"
+        )
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("format") != STORE_FORMAT:
+        raise UserInputError(flag, f"'{path}' is not an effects store ({manifest.get('format')})")
+    return manifest
+
+
+def check_same_sources(manifests: list[dict[str, Any]], flag: str) -> None:
+    """Refuse to sum stores made with different SAEs or models."""
+    first = manifests[0]
+    for other in manifests[1:]:
+        for key in ("ablator", "reader", "model"):
+            if other[key] != first[key]:
+                raise UserInputError(
+                    flag,
+                    f"the stores differ in {key} ({first[key]} vs {other[key]}); sum only runs of one setup",
+                )
+
+
+@dataclass(frozen=True)
+class _Shard:
+    path: Path
+    latents_R: Tensor
+
+
+def _shards(directory: Path, manifest: dict[str, Any]) -> list[_Shard]:
+    shards = []
+    for entry in manifest["shards"]:
+        path, _ = bundle_paths(directory, entry["name"])
+        with safe_open(str(path), framework="pt") as handle:
+            shards.append(_Shard(path, handle.get_tensor("latents_R")))
+    return shards
+
+
+def compact(
+    sources: list[Path], out: Path, info_flag: str, rows_per_shard: int = 4096
+) -> dict[str, Any]:
+    """Sum stores into ``out``: disjoint shards sorted by latent, at most ``rows_per_shard`` rows each.
+
+    Memory: one output shard (rows_per_shard x reader width x 4 bytes) plus one slice of an input.
+    """
+    manifests = [read_manifest(source, info_flag) for source in sources]
+    check_same_sources(manifests, info_flag)
+    shards = [
+        shard for source, m in zip(sources, manifests, strict=True) for shard in _shards(source, m)
+    ]
+    reader_width = int(manifests[0]["reader"]["width"])
+    all_latents = (
+        torch.cat([s.latents_R for s in shards]).unique()
+        if shards
+        else torch.zeros(0, dtype=torch.long)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for number, begin in enumerate(range(0, all_latents.shape[0], rows_per_shard)):
+        block_R = all_latents[begin : begin + rows_per_shard]
+        rows_RE = torch.zeros(block_R.shape[0], reader_width)
+        counts_R = torch.zeros(block_R.shape[0], dtype=torch.long)
+        low, high = int(block_R[0]), int(block_R[-1])
+        for shard in shards:
+            # Shards are sorted by latent, so a block of latent ids is one contiguous slice.
+            start = int(torch.searchsorted(shard.latents_R, low))
+            stop = int(torch.searchsorted(shard.latents_R, high, right=True))
+            if start == stop:
+                continue
+            with safe_open(str(shard.path), framework="pt") as handle:
+                part_RE = handle.get_slice("effects_RE")[start:stop]
+                part_counts = handle.get_slice("counts_R")[start:stop]
+            where = torch.searchsorted(block_R, shard.latents_R[start:stop])
+            rows_RE.index_add_(0, where, part_RE)
+            counts_R.index_add_(0, where, part_counts)
+        entries.append(write_shard(out, f"effects-{number:05d}", block_R, rows_RE, counts_R))
+    extra = {"compacted": True, "sources": [str(s) for s in sources]}
+    info = StoreInfo(manifests[0]["ablator"], manifests[0]["reader"], manifests[0]["model"])
+    write_manifest(out, info, entries, extra)
+    return read_manifest(out, info_flag)
+
+
+class EffectRows:
+    """A compacted store opened for reading: all latent ids and counts, rows read by range (memory-mapped)."""
+
+    def __init__(self, directory: Path, flag: str) -> None:
+        self.manifest = read_manifest(directory, flag)
+        if not self.manifest.get("compacted"):
+            raise UserInputError(
+                flag, f"'{directory}' is not compacted; run the pair search on the run's effects/"
+            )
+        self._shards = _shards(directory, self.manifest)
+        self.latents_R = (
+            torch.cat([s.latents_R for s in self._shards])
+            if self._shards
+            else torch.zeros(0, dtype=torch.long)
+        )
+        counts = []
+        for shard in self._shards:
+            with safe_open(str(shard.path), framework="pt") as handle:
+                counts.append(handle.get_tensor("counts_R"))
+        self.counts_R = torch.cat(counts) if counts else torch.zeros(0, dtype=torch.long)
+        self._offsets = [0]
+        for shard in self._shards:
+            self._offsets.append(self._offsets[-1] + int(shard.latents_R.shape[0]))
+
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Rows ``start:stop`` in latent order, read from the shards that hold them."""
+        parts = []
+        for number, shard in enumerate(self._shards):
+            low, high = self._offsets[number], self._offsets[number + 1]
+            a, b = max(start, low), min(stop, high)
+            if a < b:
+                with safe_open(str(shard.path), framework="pt") as handle:
+                    parts.append(handle.get_slice("effects_RE")[a - low : b - low])
+        width = int(self.manifest["reader"]["width"])
+        return torch.cat(parts) if parts else torch.zeros(0, width)

@@ -1,0 +1,1 @@
+"""Result reports people open: pair tables, histograms, pages, optional Neuronpedia explanations."""

@@ -1,0 +1,131 @@
+"""The selective-ablation script end to end on the tiny model: outputs, resume, bad input."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import sae_hacking.llm.ablation_run as ablation_run
+from sae_hacking.gemma_selective_ablate import app
+from sae_hacking.io.effects import EffectRows
+from sae_hacking.llm.tokenizer import TINY_TEXT
+
+TINY = [
+    "--model",
+    "tiny",
+    "--device",
+    "cpu",
+    "--ablator-sae-release",
+    "tiny",
+    "--ablator-sae-id",
+    "blocks.1.hook_resid_post/jumprelu/128",
+    "--reader-sae-release",
+    "tiny",
+    "--reader-sae-id",
+    "blocks.2.hook_mlp_out/jumprelu/128",
+    "--abridge-ablations-to",
+    "4",
+    "--max-tokens-in-prompt",
+    "24",
+    "--batch-size",
+    "2",
+    "--max-batch-ablations",
+    "5",
+]
+
+
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(app, args, catch_exceptions=False)
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_script_writes_compacted_effects_for_ablated_latents_only(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke(
+        [
+            *TINY,
+            "--dataset-path",
+            str(corpus(tmp_path)),
+            "--n-prompts",
+            "6",
+            "--output-dir",
+            str(out),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(out)
+    assert (run_dir / "config.json").is_file()
+    store = EffectRows(run_dir / "effects", "--ablation-dir")
+    assert 4 <= store.latents_R.shape[0] <= 6 * 4
+    assert int(store.counts_R.sum()) <= 6 * 4
+    rows = store.rows(0, store.latents_R.shape[0])
+    assert rows.shape[1] == 128 and bool((rows != 0).any())
+
+
+def test_resumed_run_ends_identical_to_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = corpus(tmp_path)
+    args = [*TINY, "--dataset-path", str(data), "--n-prompts", "10", "--save-every", "2"]
+    assert invoke([*args, "--output-dir", str(tmp_path / "whole")]).exit_code == 0
+    whole = EffectRows(only_run(tmp_path / "whole") / "effects", "x")
+
+    real = ablation_run.batched_ablation_effects
+    calls = {"n": 0}
+
+    def dies_on_the_fourth_batch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(ablation_run, "batched_ablation_effects", dies_on_the_fourth_batch)
+    killed = CliRunner().invoke(app, [*args, "--output-dir", str(tmp_path / "cut")])
+    assert killed.exit_code != 0 and calls["n"] == 4  # click turns the interrupt into an abort
+    monkeypatch.setattr(ablation_run, "batched_ablation_effects", real)
+    cut = only_run(tmp_path / "cut")
+    assert not (cut / "effects").exists()
+    assert invoke([*args, "--resume", str(cut)]).exit_code == 0
+    resumed = EffectRows(cut / "effects", "x")
+    assert torch.equal(resumed.latents_R, whole.latents_R)
+    assert torch.equal(resumed.counts_R, whole.counts_R)
+    n = whole.latents_R.shape[0]
+    assert torch.equal(resumed.rows(0, n), whole.rows(0, n))
+
+
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [
+        (["--selected-features", "128"], "--selected-features"),
+        (["--reader-sae-id", "blocks.0.hook_resid_post/jumprelu/128"], "--reader-sae-id"),
+        (["--exclude-latent-threshold", "0.1"], "--exclude-latent-threshold"),
+        (["--abridge-ablations-to", "0"], "--abridge-ablations-to"),
+        (["--resume", "nowhere"], "--resume"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, extra: list[str], flag: str) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            *TINY,
+            "--dataset-path",
+            str(corpus(tmp_path)),
+            "--output-dir",
+            str(tmp_path / "o"),
+            *extra,
+        ],
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and flag in lines[0], result.output

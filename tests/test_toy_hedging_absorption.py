@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from sae_hacking.toy.absorption import AbsorptionThresholds
+from sae_hacking.toy.hedging_experiment import SAESettings, build_sae, fit, score_sae, variants
+from sae_hacking.toy.tree import TreeSource
+from sae_hacking.toy.tree_spec import PRESETS
+from sae_hacking.toy_hedging_absorption import app
+
+
+def test_standard_absorbs_detached_hedges_and_balanced_reduces_both() -> None:
+    source = TreeSource.build(PRESETS["notebook"], 50, torch.Generator().manual_seed(0))
+    x_BM, acts_BN = source.sample(8000, torch.Generator().manual_seed(1))
+    scores = {}
+    for variant in variants((0.25,)):
+        sae = build_sae(
+            variant,
+            source,
+            SAESettings(width=4),
+            torch.arange(4),
+            0.0,
+            torch.Generator().manual_seed(2),
+        )
+        fit(sae, source, 400, 2048, 1e-2, torch.Generator().manual_seed(3))
+        scores[variant.name] = score_sae(sae, source, x_BM, acts_BN, AbsorptionThresholds(), 2)
+    absorption = {name: s["absorption_fraction"] for name, s in scores.items()}
+    hedging = {name: s["decoder_hedging"] for name, s in scores.items()}
+    assert max(absorption, key=absorption.__getitem__) == "standard"
+    assert max(hedging, key=hedging.__getitem__) == "detached"
+    assert absorption["balanced 0.25"] < absorption["standard"]
+    assert hedging["balanced 0.25"] < hedging["detached"]
+    # The signatures behind the numbers: encoder subtracts children vs decoder mixes them in.
+    assert scores["standard"]["encoder_absorption"] > 0.2
+    assert scores["detached"]["encoder_absorption"] == 0.0
+    assert scores["standard"]["best_match_latent"] == [0, 1, 2, 3]
+
+
+def test_script_writes_table_figure_and_sae_bundles(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "--hierarchy",
+            "notebook",
+            "--inner-multipliers",
+            "0.25",
+            "--steps",
+            "5",
+            "--batch-size",
+            "256",
+            "--eval-samples",
+            "1000",
+            "--device",
+            "cpu",
+            "--feature-ordering",
+            "0,1,2,3",
+            "--output-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = tmp_path.iterdir()
+    rows = json.loads((run_dir / "metrics.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["standard", "detached", "balanced 0.25"]
+    assert rows[1]["inner_multiplier"] == "inf"
+    assert (run_dir / "heatmaps.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "config.json").exists()
+    assert (run_dir / "sae-notebook-detached.safetensors").exists()
+    assert "absorption" in result.output
+
+
+def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path: Path) -> None:
+    runner = CliRunner()
+    cases = [
+        (["--hierarchy", "nope"], "--hierarchy"),
+        (["--feature-ordering", "0,9"], "--feature-ordering"),
+        (["--inner-multipliers", "0.2,-1"], "--inner-multipliers"),
+        (["--sparsity", "l2"], "--sparsity"),
+        (["--steps", "0"], "--steps"),
+    ]
+    for flags, name in cases:
+        result = runner.invoke(app, [*flags, "--output-dir", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert name in result.output
+    assert not any(tmp_path.iterdir())

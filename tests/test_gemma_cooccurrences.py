@@ -1,0 +1,225 @@
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from typer.testing import CliRunner
+
+from sae_hacking.core.triangle import triangle_size
+from sae_hacking.errors import UserInputError
+from sae_hacking.gemma_cooccurrences import app
+from sae_hacking.io.bundle import load_bundle, load_manifest
+from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
+from sae_hacking.llm import TINY_ABLATOR_ID, cooccurrence_run, tiny_model, tiny_sae
+from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig, run
+from sae_hacking.llm.corpus import CorpusSpec
+from sae_hacking.llm.tokenizer import TINY_TEXT
+
+PROMPTS = [line for line in TINY_TEXT.splitlines() if line.strip()][:18]
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+    return path
+
+
+def config(corpus: Path, out: Path, **overrides: object) -> CooccurrenceConfig:
+    settings: dict = {
+        "model": "tiny",
+        "corpus": CorpusSpec(dataset_paths=(corpus,)),
+        "max_tokens_in_prompt": 12,
+        "batch_size": 4,
+        "device": "cpu",
+        "output_dir": out,
+    }
+    settings.update(overrides)
+    return CooccurrenceConfig(**settings)
+
+
+def counts_of(run_dir: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_bundle(run_dir, "counts")
+    return tensors
+
+
+def reference_counts(
+    prompts: list[str], max_tokens: int
+) -> tuple[dict[tuple[int, int], int], list[int], int]:
+    """Each prompt alone (no padding), token by token, pairs of firing latents counted in a dict."""
+    model = tiny_model()
+    sae = tiny_sae(model, TINY_ABLATOR_ID)
+    assert model.tokenizer is not None
+    pairs: dict[tuple[int, int], int] = {}
+    firing = [0] * sae.cfg.d_sae
+    tokens = 0
+    for prompt in prompts:
+        ids = model.tokenizer(prompt, return_tensors="pt", truncation=True, max_length=max_tokens)[
+            "input_ids"
+        ]
+        _, cache = model.run_with_cache(ids, names_filter=["blocks.3.hook_resid_post"])
+        acts = sae.encode(cache["blocks.3.hook_resid_post"][0, 1:])  # position 0 is BOS
+        for token_acts in acts:
+            tokens += 1
+            on = (token_acts > 0).nonzero().flatten().tolist()
+            for e in on:
+                firing[e] += 1
+            for x, i in enumerate(on):
+                for j in on[x + 1 :]:
+                    pairs[(i, j)] = pairs.get((i, j), 0) + 1
+    return pairs, firing, tokens
+
+
+def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_path: Path) -> None:
+    run_dir = run(config(corpus, tmp_path / "out"))
+    results = load_cooccurrence(run_dir)
+    pairs, firing, tokens = reference_counts(PROMPTS, 12)
+    assert results.tokens == tokens and results.prompts == len(PROMPTS)
+    assert results.firing_E.tolist() == firing
+    i, j = torch.triu_indices(512, 512, 1)
+    counts = counts_of(run_dir)["pair_counts"]
+    got = {(int(a), int(b)): int(c) for a, b, c in zip(i, j, counts, strict=True) if c}
+    assert got == pairs
+    assert json.loads((run_dir / "config.json").read_text())["config"]["model"] == "tiny"
+
+
+def test_loader_gives_pair_counts_and_ever_cooccurred_bits(corpus: Path, tmp_path: Path) -> None:
+    run_dir = run(config(corpus, tmp_path / "out", max_prompts=8))
+    results = load_cooccurrence(run_dir)
+    counts = counts_of(run_dir)["pair_counts"]
+    first, second = torch.randint(0, 512, (2, 2000))
+    keep = first != second
+    first, second = first[keep], second[keep]
+    got = results.pair_counts(second, first)  # either order
+    i, j = torch.minimum(first, second), torch.maximum(first, second)
+    expected = counts[i * 512 - i * (i + 1) // 2 + j - i - 1]
+    assert torch.equal(got, expected.long())
+    assert torch.equal(results.ever_cooccurred(first, second), expected > 0)
+    assert results.prompts == 8 and load_manifest(run_dir, "ever_cooccurred")["complete"]
+
+
+def test_rows_mode_counts_rows_of_the_full_triangle(corpus: Path, tmp_path: Path) -> None:
+    full = counts_of(run(config(corpus, tmp_path / "a", max_prompts=8)))
+    rows = counts_of(run(config(corpus, tmp_path / "b", max_prompts=8, rows=(5, 100))))
+    from sae_hacking.core.triangle import triangle_row
+
+    for r, latent in enumerate((5, 100)):
+        expected = triangle_row(full["pair_counts"], latent, 512).long()
+        expected[latent] = full["firing_counts"][latent]
+        assert torch.equal(rows["row_counts"][r].long(), expected)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_counts(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = counts_of(run(config(corpus, tmp_path / "whole", batch_size=2)))
+    real = cooccurrence_run.add_firing_counts_
+    calls = {"n": 0}
+
+    def dies_on_the_sixth_batch(firing_E: torch.Tensor, active_TE: torch.Tensor) -> None:
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise Crash
+        real(firing_E, active_TE)
+
+    monkeypatch.setattr(cooccurrence_run, "add_firing_counts_", dies_on_the_sixth_batch)
+    with pytest.raises(Crash):
+        run(config(corpus, tmp_path / "broken", batch_size=2, save_every=2))
+    monkeypatch.setattr(cooccurrence_run, "add_firing_counts_", real)
+    (broken,) = (tmp_path / "broken").iterdir()
+    assert load_manifest(broken, "counts")["progress"] == [
+        {"prompts": 8, "tokens": load_manifest(broken, "counts")["tokens"]}
+    ]
+    with pytest.raises(UserInputError, match="unfinished run"):
+        load_cooccurrence(broken)
+    resumed = counts_of(
+        run(config(corpus, tmp_path / "unused", batch_size=2, save_every=2, resume=broken))
+    )
+    assert torch.equal(resumed["pair_counts"], whole["pair_counts"])
+    assert torch.equal(resumed["firing_counts"], whole["firing_counts"])
+    assert (broken / "resumes.jsonl").is_file()
+
+
+def test_resume_with_other_flags_is_refused(corpus: Path, tmp_path: Path) -> None:
+    run_dir = run(config(corpus, tmp_path / "out", max_prompts=4))
+    with pytest.raises(UserInputError, match="already complete"):
+        run(config(corpus, tmp_path / "x", max_prompts=4, resume=run_dir))
+
+
+def test_merge_of_two_halves_equals_one_run_over_both(corpus: Path, tmp_path: Path) -> None:
+    first_half, second_half = tmp_path / "first.txt", tmp_path / "second.txt"
+    first_half.write_text("\n".join(PROMPTS[:9]) + "\n")
+    second_half.write_text("\n".join(PROMPTS[9:]) + "\n")
+    whole = run(config(corpus, tmp_path / "w", batch_size=1))
+    parts = [run(config(part, tmp_path / "p", batch_size=1)) for part in (first_half, second_half)]
+    merge_results(parts, tmp_path / "merged")
+    merged = counts_of(tmp_path / "merged")
+    assert torch.equal(merged["pair_counts"], counts_of(whole)["pair_counts"])
+    assert load_cooccurrence(tmp_path / "merged").tokens == load_cooccurrence(whole).tokens
+
+
+def _rank_main(rank: int, port: int, corpus: Path, out: Path) -> None:
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    torch.set_num_threads(1)
+    run(config(corpus, out, batch_size=1, save_every=3))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Path) -> None:
+    single = counts_of(run(config(corpus, tmp_path / "single", batch_size=1)))
+    mp.spawn(_rank_main, args=(_free_port(), corpus, tmp_path / "ranks"), nprocs=2, join=True)
+    (run_dir,) = (tmp_path / "ranks").iterdir()
+    both = counts_of(run_dir)
+    assert torch.equal(both["pair_counts"], single["pair_counts"])
+    assert torch.equal(both["firing_counts"], single["firing_counts"])
+    manifest = load_manifest(run_dir, "counts")
+    assert manifest["world"] == 2 and [p["prompts"] for p in manifest["progress"]] == [9, 9]
+
+
+def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["--model", "tiny", "--dataset-path", str(tmp_path / "none.txt")]
+    )
+    assert result.exit_code == 2
+    assert "--dataset-path" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["--model", "tiny", "--rows", "1,x"])
+    assert result.exit_code == 2 and "--rows" in result.output
+
+
+def test_triangle_size_of_the_tiny_sae_is_what_the_manifest_says(
+    corpus: Path, tmp_path: Path
+) -> None:
+    run_dir = run(config(corpus, tmp_path / "out", max_prompts=2))
+    assert load_manifest(run_dir, "counts")["tensors"]["pair_counts"]["shape"] == [
+        triangle_size(512)
+    ]
+
+
+def test_merge_command_refuses_mismatched_runs(corpus: Path, tmp_path: Path) -> None:
+    from sae_hacking.merge_cooccurrences import app as merge_app
+
+    a = run(config(corpus, tmp_path / "a", max_prompts=2))
+    b = run(config(corpus, tmp_path / "b", max_prompts=2, count_bos=True))
+    result = CliRunner().invoke(merge_app, [str(a), str(b), "--output-dir", str(tmp_path / "m")])
+    assert result.exit_code == 2 and "count_bos" in result.output

@@ -151,9 +151,7 @@ def main() -> None:
         )
         batched(*inputs, args.max_batch_ablations)  # warm-up
         ref, t_ref = timed(partial(original, *inputs), device)
-        fast, t_fast = timed(
-            lambda inputs=inputs: batched(*inputs, args.max_batch_ablations), device
-        )
+        fast, t_fast = timed(partial(batched, *inputs, args.max_batch_ablations), device)
         assert ref.keys() == fast.keys()
         ref_LD = torch.stack([ref[i] for i in sorted(ref)])
         fast_LD = torch.stack([fast[i] for i in sorted(ref)])

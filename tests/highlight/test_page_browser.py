@@ -2,8 +2,10 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sae_lens import HookedSAETransformer
 
 from sae_hacking.highlight.app import create_app
+from sae_hacking.highlight.highlighter import ModelHighlighter
 from sae_hacking.highlight.render import token_rgb
 from tests.highlight.browser import ARTIFACTS, launched_chromium
 from tests.highlight.fakes import (
@@ -125,3 +127,23 @@ def test_server_refusal_is_shown_as_an_error(page: Page) -> None:
     page.fill("#latents", "1, x")
     page.click("#submit")
     expect(page.locator("#error")).to_contain_text("non-negative integers")
+
+
+def test_page_highlights_a_prompt_with_the_tiny_model(
+    browser: Browser, tiny_highlighter: ModelHighlighter, tiny: HookedSAETransformer
+) -> None:
+    prompt = "Paris is the capital of France; the snake slid under the stone wall."
+    with live_server(create_app(tiny_highlighter)) as url:
+        page = browser.new_page(viewport={"width": 1100, "height": 820})
+        page.goto(url)
+        expect(page.locator("body")).to_have_attribute("data-state", "ready")
+        assert page.input_value("#sae-release") == "tiny"
+        highlight(page, prompt, "")
+        expect(page.locator(".chip")).to_have_count(10)
+        expect(page.locator(".trace").nth(0).locator(".tok")).to_have_count(
+            len(tiny.to_str_tokens(prompt))
+        )
+        page.locator(".chip").nth(0).click()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "prompt-page-tiny-model.png", full_page=True)
+        page.close()

@@ -10,9 +10,6 @@ import hashlib
 from sae_hacking.highlight.render import PALE_RGB, PEAK_RGB, STYLESHEET
 
 PAGE_STYLE = """
-label { display: block; font-size: 12px; font-weight: 600; color: var(--muted); margin: 0 0 4px;
-  text-transform: uppercase; letter-spacing: .04em; }
-label .hint { text-transform: none; letter-spacing: 0; font-weight: 400; margin-left: 6px; }
 textarea, input { width: 100%; font: inherit; color: inherit; background: #fff; border: 1px solid #d6d3d1;
   border-radius: 7px; padding: 8px 10px; }
 textarea { resize: vertical; min-height: 76px; font: 15px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas,
@@ -30,15 +27,10 @@ button:disabled { background: #a8a29e; cursor: progress; }
 .hint { color: var(--muted); font-size: 12px; margin: 10px 0 0; }
 .error { background: #fef2f2; border: 1px solid #fecaca; color: #991b1b; border-radius: 8px; padding: 10px 14px;
   margin: 0 0 16px; white-space: pre-wrap; }
-.chips { display: flex; flex-wrap: wrap; gap: 8px; }
-.chip { background: #fff7ed; color: var(--ink); border: 1px solid #fed7aa; font-weight: 500; padding: 4px 10px;
-  border-radius: 999px; font-size: 13px; }
 .chip:hover { background: #ffedd5; }
 .chip.active { background: var(--accent); border-color: var(--accent); color: #fff; }
 .chip.active small { color: #ffedd5; }
 .trace[hidden] { display: none; }
-.chip small { color: var(--muted); margin-left: 6px; font-weight: 400; }
-.top h2 { font-size: 15px; margin: 0 0 10px; }
 .hover { position: fixed; left: 50%; bottom: 16px; transform: translateX(-50%); background: var(--ink); color: #fff;
   font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; padding: 8px 14px; border-radius: 8px;
   box-shadow: 0 4px 14px rgba(0,0,0,.25); white-space: pre; }
@@ -206,7 +198,7 @@ BODY = """
   <div class="row">
     <div class="field grow"><label for="latents">Latents<span class="hint">comma-separated; empty shows the top latents</span></label>
       <input id="latents" inputmode="numeric" placeholder="e.g. 1234, 5678" spellcheck="false"></div>
-    <div class="field narrow"><label for="top-k">Top</label><input id="top-k" type="number" min="1" value="10"></div>
+    <div class="field narrow"><label for="top-k">Top k</label><input id="top-k" type="number" min="1" value="10"></div>
     <div class="field end"><button id="submit" type="submit">Highlight</button></div>
   </div>
   <p class="hint">Ctrl+Enter in the prompt highlights too.</p>

@@ -49,6 +49,16 @@ h1 small { color: var(--muted); font-weight: 400; font-size: 14px; margin-left: 
 .legend .bar { width: 140px; height: 10px; border-radius: 5px; border: 1px solid var(--line);
   background: linear-gradient(90deg, rgb(255,247,237), rgb(234,88,12)); }
 .empty { color: var(--muted); font-style: italic; }
+label { display: block; font-size: 12px; font-weight: 600; color: var(--muted); margin: 0 0 4px;
+  text-transform: uppercase; letter-spacing: .04em; }
+label .hint { text-transform: none; letter-spacing: 0; font-weight: 400; margin-left: 6px; }
+.chips { display: flex; flex-wrap: wrap; gap: 8px; }
+.chip { background: #fff7ed; color: var(--ink); border: 1px solid #fed7aa; font-weight: 500; padding: 4px 10px;
+  border-radius: 999px; font-size: 13px; }
+.chip small { color: var(--muted); margin-left: 6px; font-weight: 400; }
+.top h2 { font-size: 15px; margin: 0 0 10px; }
+.prompt { margin: 0; white-space: pre-wrap; word-break: break-word;
+  font: 14px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace; }
 """
 
 
@@ -114,18 +124,26 @@ def result_html(result: HighlightResult, prompt: str) -> str:
     traces = "".join(_trace_html(result, trace) for trace in result.traces) or (
         '<p class="card empty">No latent fires on this prompt.</p>'
     )
+    top = ""
+    if result.top_latents is not None:
+        chips = "".join(
+            f'<span class="chip">{t.latent}<small>{format_activation(t.max_activation)}</small></span>'
+            for t in result.top_latents
+        )
+        top = f'<section class="card top"><h2>Top latents on this prompt</h2><div class="chips">{chips}</div></section>'
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         # The file runs nothing and loads nothing: even a bug in escaping could not execute script.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{escape(title)} - highlighted prompt</title><style>{STYLESHEET}</style></head><body class="static"><main>'
-        f"<h1>Highlighted prompt<small>{escape(result.model)}</small></h1>"
-        f'<p class="meta">SAE <code>{escape(result.sae_release)}</code> / <code>{escape(result.sae_id)}</code>'
-        f" at <code>{escape(result.hook_name)}</code>, {result.sae_width} latents</p>"
-        f'<section class="card"><div class="legend">0<span class="bar"></span>peak of each latent</div>'
-        f'<p class="meta" style="margin:8px 0 0">Prompt: <span class="prompt">{escape(prompt)}</span></p></section>'
-        f"{traces}</main></body></html>\n"
+        f"<title>{escape(title)} - highlighted prompt</title><style>{STYLESHEET}</style></head>"
+        f'<body class="static"><main><h1>Highlighted prompt<small>{escape(result.model)}</small></h1>'
+        f'<section class="card"><label>Prompt</label><p class="prompt">{escape(prompt)}</p></section>'
+        f'<div class="card summary"><p class="meta">SAE <code>{escape(result.sae_release)}</code> / '
+        f"<code>{escape(result.sae_id)}</code> at <code>{escape(result.hook_name)}</code> &#183; "
+        f"{result.sae_width} latents &#183; {len(result.tokens)} tokens</p>"
+        '<div class="legend">0<span class="bar"></span>peak of each latent</div></div>'
+        f"{top}{traces}</main></body></html>\n"
     )
 
 

@@ -14,6 +14,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 
+@runtime_checkable
 class FeatureSource(Protocol):
     """Synthetic data whose true feature directions are known."""
 
@@ -53,6 +54,7 @@ class LossParts:
     parts: dict[str, float | Tensor]
 
 
+@runtime_checkable
 class ToySAE(Protocol):
     """What the toy trainer and the metrics need of an SAE (an ``nn.Module``)."""
 

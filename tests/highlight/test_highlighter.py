@@ -14,6 +14,7 @@ from sae_lens import SAE, HookedSAETransformer
 
 from sae_hacking.highlight.app import create_app
 from sae_hacking.highlight.highlighter import ModelHighlighter, top_latents
+from sae_hacking.highlight.protocol import HighlightError
 from sae_hacking.highlight.schemas import HighlightRequest
 from sae_hacking.llm import TINY_ABLATOR_ID, TINY_READER_ID
 from tests.highlight.conftest import TINY_DEFAULT, make_highlighter
@@ -101,6 +102,15 @@ def test_requests_the_model_cannot_answer_get_a_clear_4xx(
     assert response.status_code == status, response.text
     assert words in response.json()["error"]
     assert test.post("/api/highlight", json=request(latents=[1])).status_code == 200
+
+
+def test_a_prompt_past_the_models_context_is_refused_not_cut(tiny: HookedSAETransformer) -> None:
+    highlighter = make_highlighter(tiny)
+    highlighter.max_prompt_tokens = tiny.cfg.n_ctx
+    long_prompt = "word " * (tiny.cfg.n_ctx + 10)
+    with pytest.raises(HighlightError) as caught:
+        highlighter.highlight(HighlightRequest.model_validate(request(prompt=long_prompt)))
+    assert caught.value.status == 413
 
 
 def test_sae_cache_keeps_the_most_recent_saes_only(tiny: HookedSAETransformer) -> None:

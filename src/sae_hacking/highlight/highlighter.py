@@ -100,7 +100,8 @@ class ModelHighlighter:
                     422,
                     f"latent {latent} is out of range: this SAE has {width} latents (0-{width - 1})",
                 )
-        tokens_1S = self.model.to_tokens(request.prompt, prepend_bos=True).to(self.model.cfg.device)
+        # truncate=False: a prompt past the model's context is refused below, never silently cut.
+        tokens_1S = self.model.to_tokens(request.prompt, prepend_bos=True, truncate=False)
         if tokens_1S.shape[1] > self.max_prompt_tokens:
             raise HighlightError(
                 413,

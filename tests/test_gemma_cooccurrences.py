@@ -120,19 +120,21 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_counts(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     whole = counts_of(run(config(corpus, tmp_path / "whole", batch_size=2)))
-    real = cooccurrence_run.add_firing_counts_
+    real = cooccurrence_run.add_counts_
     calls = {"n": 0}
 
-    def dies_on_the_sixth_batch(firing_E: torch.Tensor, active_TE: torch.Tensor) -> None:
+    def dies_on_the_sixth_batch(
+        counts_P: torch.Tensor, firing_E: torch.Tensor, active_TE: torch.Tensor
+    ) -> None:
         calls["n"] += 1
         if calls["n"] == 6:
             raise Crash
-        real(firing_E, active_TE)
+        real(counts_P, firing_E, active_TE)
 
-    monkeypatch.setattr(cooccurrence_run, "add_firing_counts_", dies_on_the_sixth_batch)
+    monkeypatch.setattr(cooccurrence_run, "add_counts_", dies_on_the_sixth_batch)
     with pytest.raises(Crash):
         run(config(corpus, tmp_path / "broken", batch_size=2, save_every=2))
-    monkeypatch.setattr(cooccurrence_run, "add_firing_counts_", real)
+    monkeypatch.setattr(cooccurrence_run, "add_counts_", real)
     (broken,) = (tmp_path / "broken").iterdir()
     assert load_manifest(broken, "counts")["progress"] == [
         {"prompts": 8, "tokens": load_manifest(broken, "counts")["tokens"]}

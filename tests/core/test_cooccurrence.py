@@ -3,8 +3,7 @@ import torch
 
 from sae_hacking.core.cooccurrence import (
     active_latents,
-    add_firing_counts_,
-    add_pair_counts_,
+    add_counts_,
     add_row_counts_,
 )
 from sae_hacking.core.triangle import triangle_size
@@ -55,8 +54,7 @@ def test_pair_and_firing_counts_match_the_per_token_reference(
     active_TE = active_latents(acts_BSE, counted_BS)
     counts_P = torch.zeros(triangle_size(width), dtype=dtype)
     firing_E = torch.zeros(width, dtype=torch.int64)
-    add_pair_counts_(counts_P, active_TE)
-    add_firing_counts_(firing_E, active_TE)
+    add_counts_(counts_P, firing_E, active_TE)
     pairs, firing = reference_counts(acts_BSE, counted_BS)
     assert unpacked(counts_P, width) == pairs
     assert firing_E.tolist() == firing
@@ -67,8 +65,8 @@ def test_small_chunks_give_the_same_counts_as_one_scatter() -> None:
     active_TE = active_latents(acts_BSE, counted_BS)
     whole = torch.zeros(triangle_size(30), dtype=torch.int32)
     chunked = torch.zeros_like(whole)
-    add_pair_counts_(whole, active_TE)
-    add_pair_counts_(chunked, active_TE, max_pairs=7)
+    add_counts_(whole, torch.zeros(30, dtype=torch.int64), active_TE)
+    add_counts_(chunked, torch.zeros(30, dtype=torch.int64), active_TE, max_pairs=7)
     assert torch.equal(whole, chunked)
 
 
@@ -76,11 +74,11 @@ def test_padding_and_silent_tokens_add_nothing() -> None:
     acts_BSE = torch.rand(2, 3, 6) + 0.1
     counted_BS = torch.zeros(2, 3, dtype=torch.bool)
     counts_P = torch.zeros(triangle_size(6), dtype=torch.int32)
-    add_pair_counts_(counts_P, active_latents(acts_BSE, counted_BS))
-    add_pair_counts_(
-        counts_P, active_latents(torch.zeros(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
-    )
-    assert not counts_P.any()
+    firing_E = torch.zeros(6, dtype=torch.int64)
+    add_counts_(counts_P, firing_E, active_latents(acts_BSE, counted_BS))
+    silent_TE = active_latents(torch.zeros(2, 3, 6), torch.ones(2, 3, dtype=torch.bool))
+    add_counts_(counts_P, firing_E, silent_TE)
+    assert not counts_P.any() and not firing_E.any()
 
 
 def test_row_counts_are_rows_of_the_full_matrix_with_firings_on_the_diagonal() -> None:
@@ -89,8 +87,10 @@ def test_row_counts_are_rows_of_the_full_matrix_with_firings_on_the_diagonal() -
     active_TE = active_latents(acts_BSE, counted_BS)
     rows_R = torch.tensor([0, 7, 24])
     counts_RE = torch.zeros(3, width, dtype=torch.int64)
-    add_row_counts_(counts_RE, active_TE, rows_R)
+    firing_E = torch.zeros(width, dtype=torch.int64)
+    add_row_counts_(counts_RE, firing_E, active_TE, rows_R)
     pairs, firing = reference_counts(acts_BSE, counted_BS)
+    assert firing_E.tolist() == firing
     for r, row in enumerate(rows_R.tolist()):
         for e in range(width):
             expected = firing[row] if e == row else pairs.get((min(row, e), max(row, e)), 0)

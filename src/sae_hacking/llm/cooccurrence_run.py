@@ -19,11 +19,7 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from sae_hacking.cli import command_line, resolve_device
-from sae_hacking.core.cooccurrence import (
-    add_firing_counts_,
-    add_pair_counts_,
-    add_row_counts_,
-)
+from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
 from sae_hacking.core.triangle import triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import append_jsonl
@@ -363,10 +359,9 @@ def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
             if batch is not None:
                 active_TE = active_of_batch(model, sae, hook_name, batch.to(device))
                 if config.rows:
-                    add_row_counts_(counter.counts, active_TE, rows_R)
+                    add_row_counts_(counter.counts, counter.firing_E, active_TE, rows_R)
                 else:
-                    add_pair_counts_(counter.counts, active_TE)
-                add_firing_counts_(counter.firing_E, active_TE)
+                    add_counts_(counter.counts, counter.firing_E, active_TE)
                 counter.prompts += batch.n_prompts
                 counter.tokens += int(batch.counted_BS.sum())
             step += 1

@@ -16,6 +16,7 @@ K  k in top-k, or latents ablated per prompt
 M  model dimension (the activation space an SAE reads)
 N  true features of a synthetic dataset
 P  packed latent pairs (an upper triangle, flattened)
+Q  co-active latent pairs found in one batch of tokens
 R  selected rows (a subset of latents)
 S  sequence positions
 T  tokens, batch and sequence flattened together
@@ -36,6 +37,7 @@ LETTERS: dict[str, str] = {
     "M": "model dimension",
     "N": "true features",
     "P": "packed pairs",
+    "Q": "co-active pairs in a batch",
     "R": "selected rows",
     "S": "sequence",
     "T": "tokens",

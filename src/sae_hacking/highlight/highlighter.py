@@ -89,7 +89,9 @@ class ModelHighlighter:
         try:
             return self.saes.get((release, sae_id))
         except UserInputError as error:
-            raise HighlightError(422, error.problem) from error
+            # The loaders speak in flags (--sae-id); the API's fields are sae_release and sae_id.
+            field = error.flag.lstrip("-").replace("-", "_")
+            raise HighlightError(422, f"{field}: {error.problem}") from error
 
     def highlight(self, request: HighlightRequest) -> HighlightResult:
         sae = self._sae(request.sae_release, request.sae_id)

@@ -1,7 +1,10 @@
+import math
+from collections import Counter
+
 import pytest
 import torch
 
-from sae_hacking.toy.perturbed_children import PerturbedChildren
+from sae_hacking.toy.perturbed_children import PerturbedChildren, distinct_draws
 
 
 def make_source(k: int = 3, parents: int = 12, model_dim: int = 20) -> PerturbedChildren:
@@ -61,3 +64,22 @@ def test_same_seed_gives_same_batches() -> None:
 def test_dataset_k_outside_range_is_refused() -> None:
     with pytest.raises(ValueError, match="dataset_k"):
         make_source(k=13)
+
+
+@pytest.mark.parametrize(("population", "k"), [(5, 2), (4, 4), (6, 3)])
+def test_distinct_draws_are_uniform_over_subsets(population: int, k: int) -> None:
+    draws_BK = distinct_draws(40_000, population, k, torch.Generator().manual_seed(6))
+    assert all(len(set(row)) == k for row in draws_BK.tolist()[:2000])
+    assert draws_BK.min().item() >= 0 and draws_BK.max().item() < population
+    subsets = Counter(tuple(sorted(row)) for row in draws_BK.tolist())
+    expected = 40_000 / math.comb(population, k)
+    assert len(subsets) == math.comb(population, k)
+    assert max(abs(count - expected) for count in subsets.values()) < 5 * expected**0.5
+
+
+def test_large_k_takes_the_top_k_path_with_the_same_guarantees() -> None:
+    source = PerturbedChildren.random(12, 8, 0.4, 10, torch.Generator().manual_seed(1))
+    _, magnitudes_BN = source.sample(300, torch.Generator().manual_seed(2))
+    per_parent_BA = magnitudes_BN.unflatten(1, (12, 2)).sum(dim=-1)
+    assert torch.equal(per_parent_BA.sum(dim=1), torch.full((300,), 10.0))
+    assert per_parent_BA.max().item() == 1.0

@@ -19,20 +19,24 @@ app = make_app(__doc__ or "")
 def main(
     prompt: Annotated[str, typer.Option(help="the text to highlight")],
     sae_release: Annotated[
-        str | None, typer.Option(help="sae-lens release [the server's default]")
+        str | None, typer.Option(help="sae-lens release (default: the server's default)")
     ] = None,
     sae_id: Annotated[
-        str | None, typer.Option(help="SAE id within the release [the server's default]")
+        str | None, typer.Option(help="SAE id within the release (default: the server's default)")
     ] = None,
     feature_idx: Annotated[
         list[str] | None,
-        typer.Option(help="latent id(s); repeat the flag or give a comma list [the top latents]"),
+        typer.Option(
+            help="latent id(s); repeat the flag or give a comma list (default: the top latents)"
+        ),
     ] = None,
     top_k: Annotated[int, typer.Option(help="how many top latents, when no --feature-idx")] = 10,
     server_url: Annotated[str, typer.Option(help="address of prompt_server")] = DEFAULT_SERVER_URL,
     output_dir: Annotated[
         Path | None,
-        typer.Option(help="where the run directory goes [$SAE_HACKING_RESULTS or ./results]"),
+        typer.Option(
+            help="where the run directory goes (default: $SAE_HACKING_RESULTS or ./results)"
+        ),
     ] = None,
     timeout: Annotated[
         float, typer.Option(help="seconds to wait (the first SAE may download)")

@@ -28,18 +28,20 @@ def main(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_prompt_tokens: Annotated[
         int | None,
-        typer.Option(help="longest prompt in tokens [1024, or the model's context if shorter]"),
+        typer.Option(
+            help="longest prompt in tokens (default: 1024, or the model's context if shorter)"
+        ),
     ] = None,
     sae_cache_size: Annotated[int, typer.Option(help="SAEs kept loaded at once")] = 2,
     sae_release: Annotated[
         str | None,
         typer.Option(
-            help="the page's default SAE release [gemma-scope-2b-pt-res-canonical; tiny for --model tiny]"
+            help="the page's default SAE release (default: gemma-scope-2b-pt-res-canonical; tiny for --model tiny)"
         ),
     ] = None,
     sae_id: Annotated[
         str | None,
-        typer.Option(help="the page's default SAE id [layer_20/width_65k/canonical]"),
+        typer.Option(help="the page's default SAE id (default: layer_20/width_65k/canonical)"),
     ] = None,
 ) -> None:
     """Load the model and serve the prompt highlighter until interrupted."""

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from sae_hacking.cli import command_line
 from sae_hacking.errors import UserInputError
@@ -146,5 +147,5 @@ def run(config: ClientConfig, console: Console | None = None) -> Path:
     atomic_write_text(html_path, result_html(result, config.prompt))
     console = console or Console()
     console.print(result_rich(result))
-    console.print(f"wrote [bold]{html_path}[/]", highlight=False)
+    console.print(Text.assemble("wrote ", (str(html_path), "bold")))
     return run_dir

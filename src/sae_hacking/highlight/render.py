@@ -176,8 +176,11 @@ def result_rich(result: HighlightResult) -> Group:
         parts.append(line)
     table = Table("latent", "peak", "Neuronpedia", title=None, show_edge=False)
     for trace in result.traces:
+        # Text cells: strings would be read as rich markup.
         table.add_row(
-            str(trace.latent), format_activation(trace.max_activation), trace.neuronpedia_url or "-"
+            Text(str(trace.latent)),
+            Text(format_activation(trace.max_activation)),
+            Text(trace.neuronpedia_url or "-"),
         )
     parts.append(table)
     return Group(*parts)

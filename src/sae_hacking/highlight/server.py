@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from sae_lens import SAE, HookedSAETransformer
 
 from sae_hacking.cli import resolve_device
@@ -130,7 +131,9 @@ def registry_sae(
 def build_highlighter(config: ServerConfig) -> ModelHighlighter:
     """Load the model and the default SAE (so a bad default fails now, not at the first request)."""
     device = resolve_device(config.device)
-    console.print(f"loading model [bold]{config.model}[/] on {device} ({config.dtype})")
+    console.print(
+        f"loading model [bold]{escape(config.model)}[/] on {device} ({escape(config.dtype)})"
+    )
     model = load_model(config.model, device, parse_dtype(config.dtype))
     highlighter = ModelHighlighter(
         model,
@@ -140,7 +143,7 @@ def build_highlighter(config: ServerConfig) -> ModelHighlighter:
         config.sae_cache_size,
         config.prompt_token_limit,
     )
-    console.print(f"loading SAE [bold]{'/'.join(config.default_sae)}[/]")
+    console.print(f"loading SAE [bold]{escape('/'.join(config.default_sae))}[/]")
     highlighter.saes.get(config.default_sae)
     return highlighter
 

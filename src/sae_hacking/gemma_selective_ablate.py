@@ -15,7 +15,6 @@ from sae_hacking.cli import make_app, run_or_fail
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.llm import CorpusSpec
 from sae_hacking.llm.ablation_run import SelectiveAblationConfig, run
-from sae_hacking.llm.ablation_sources import read_firing_counts
 
 app = make_app(__doc__ or "")
 
@@ -119,8 +118,7 @@ def main(
             dtype=dtype,
             output_dir=output_dir or default_output_dir(),
         )
-        firing = None if cooccurrence_dir is None else read_firing_counts(cooccurrence_dir, config)
-        run_dir = run(config, resume=resume, firing=firing)
+        run_dir = run(config, resume=resume)
         typer.echo(f"effects written to {run_dir / 'effects'}")
         return run_dir
 

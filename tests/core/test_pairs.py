@@ -60,10 +60,22 @@ def lookup(cooc: dict[tuple[int, int], int]):
 
 
 @pytest.mark.parametrize("sign", [False, True])
-@pytest.mark.parametrize("block_rows", [1, 7, 64])
+@pytest.mark.parametrize(
+    ("block_rows", "screen_dtype", "max_cached_bytes"),
+    [
+        (1, torch.bfloat16, 1 << 30),
+        (7, torch.bfloat16, 0),  # nothing cached: blocks re-read for every query block
+        (7, torch.float32, 1 << 30),
+        (64, torch.bfloat16, 1 << 30),
+    ],
+)
 @pytest.mark.parametrize("just_these", [None, (0, 3, 10)])
 def test_blocked_search_finds_exactly_the_brute_force_pairs(
-    sign: bool, block_rows: int, just_these: tuple[int, ...] | None
+    sign: bool,
+    block_rows: int,
+    screen_dtype: torch.dtype,
+    max_cached_bytes: int,
+    just_these: tuple[int, ...] | None,
 ) -> None:
     latents_R, rows_RE, cooc = make_case(40, 16, seed=block_rows)
     chosen = None if just_these is None else {int(latents_R[r]) for r in just_these}
@@ -78,6 +90,8 @@ def test_blocked_search_finds_exactly_the_brute_force_pairs(
         sign=sign,
         just_these=None if chosen is None else torch.tensor(sorted(chosen)),
         block_rows=block_rows,
+        screen_dtype=screen_dtype,
+        max_cached_bytes=max_cached_bytes,
     )
     pairs = search.pairs
     got = {
@@ -105,6 +119,23 @@ def test_blocked_search_finds_exactly_the_brute_force_pairs(
         )
     )
     assert search.compared == n_compared == int(search.histogram_D.sum())
+
+
+@pytest.mark.parametrize("sign", [False, True])
+def test_bfloat16_screening_keeps_pairs_right_at_the_threshold(sign: bool) -> None:
+    """Pairs whose exact cosine sits within bfloat16 rounding of the bar are neither lost nor let in."""
+    latents_R, rows_RE, _ = make_case(60, 48, seed=5)
+    exact = brute_force(latents_R.tolist(), rows_RE, {}, -1.0, 0, sign, None)
+    for threshold in sorted(exact.values())[-40::7]:
+        for nudge in (-1e-6, 0.0, 1e-6):
+            bar = threshold + nudge
+            expected = {k for k, c in exact.items() if c >= bar}
+            pairs = find_pairs(
+                latents_R, lambda a, b: rows_RE[a:b], lookup({}), bar, 0, 10_000, sign=sign
+            ).pairs
+            got = set(zip(pairs.first_P.tolist(), pairs.second_P.tolist(), strict=True))
+            # Only exact float32 ties at the bar may go either way.
+            assert got ^ expected <= {k for k, c in exact.items() if abs(c - bar) < 1e-6}
 
 
 def test_top_n_keeps_the_highest_cosines() -> None:

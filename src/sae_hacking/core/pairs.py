@@ -2,8 +2,15 @@
 
 Rows are effect vectors of ablated latents, sorted by latent id, so row order is latent order and
 "each pair once, i < j" is the upper triangle of the row-by-row cosine matrix. The matrix is never
-built: blocks of rows are compared with one matrix product each, and only the best ``top_n`` pairs
-that pass both thresholds are kept.
+built: blocks of unit rows are compared with one matrix product each, and only the best ``top_n``
+pairs that pass both thresholds are kept.
+
+Screening: the block products run in bfloat16 by default (on CPUs with AMX and on GPUs, 5-6x the
+float32 rate: see benchmarks/pair_search.py). Rounding unit rows to bfloat16 and the product
+back to bfloat16 moves a cosine by at most about 2^-7, so a pair can only matter if its screened
+cosine is within ``SCREEN_MARGIN`` of the bar; those few candidates get their cosine recomputed
+in float32 from the unrounded rows, and only exact cosines are compared with the thresholds and
+reported. The histogram of all compared pairs bins the screened cosines (bins are 0.02 wide).
 
 Default similarity is the cosine of the raw effects, not of their sign pattern (the original's
 default). A sign pattern gives a reader latent moved by 1e-6 the same weight as one moved by 10,
@@ -22,7 +29,17 @@ from torch import Tensor
 from sae_hacking.core.similarity import unit_rows
 
 CooccurrenceLookup = Callable[[Tensor, Tensor], Tensor]
-"""``(first_P, second_P) -> counts_P``: co-occurrence counts of latent pairs (first < second)."""
+"""``(first_P, second_P) -> counts_P``: co-occurrence counts of latent pairs (first < second).
+
+A lookup may cap counts above the threshold (e.g. report 1 for "ever co-occurred"): only
+whether a count passes the threshold, and the exact count of passing pairs, matter.
+"""
+
+# Bound on |screened - exact| cosine for bfloat16 screening, with room to spare: input rounding
+# moves a dot of unit rows by <= (2u + u^2) (u = 2^-8), output rounding by <= u.
+SCREEN_MARGIN = 2.0**-5
+# Candidates whose exact cosine is recomputed at once (their rows gathered: pairs x width floats).
+_RECOMPUTE_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,79 @@ def _concat(a: Pairs, b: Pairs) -> Pairs:
     )
 
 
+class _UnitRows:
+    """Unit rows by block, in float32 (exact) and the screening dtype, each block normalized once.
+
+    Blocks are kept when all rows fit in ``max_cached_bytes``; otherwise a block is re-read from
+    ``load_rows`` (memory-mapped) each time a query block needs it.
+    """
+
+    def __init__(
+        self,
+        load_rows: Callable[[int, int], Tensor],
+        n_rows: int,
+        block_rows: int,
+        sign: bool,
+        device: torch.device,
+        screen_dtype: torch.dtype,
+        max_cached_bytes: int,
+    ) -> None:
+        self.load_rows, self.n_rows, self.block_rows = load_rows, n_rows, block_rows
+        self.sign, self.device, self.screen_dtype = sign, device, screen_dtype
+        self.width: int | None = None
+        self.max_cached_bytes = max_cached_bytes
+        self._cache: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def block(self, start: int) -> tuple[Tensor, Tensor]:
+        if start in self._cache:
+            return self._cache[start]
+        exact = comparable_rows(
+            self.load_rows(start, min(start + self.block_rows, self.n_rows)).to(self.device),
+            self.sign,
+        )
+        screen = exact if self.screen_dtype == torch.float32 else exact.to(self.screen_dtype)
+        per_element = 4 + (0 if screen is exact else screen.element_size())
+        if self.n_rows * exact.shape[1] * per_element <= self.max_cached_bytes:
+            self._cache[start] = (exact, screen)
+        return exact, screen
+
+    def gather(self, rows_Q: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows at any indices, block by block."""
+        parts_exact, parts_screen = [], []
+        block_Q = torch.div(rows_Q, self.block_rows, rounding_mode="floor")
+        for b in block_Q.unique().tolist():
+            exact, screen = self.block(b * self.block_rows)
+            local = rows_Q[block_Q == b] - b * self.block_rows
+            parts_exact.append(exact[local])
+            parts_screen.append(screen[local])
+        return torch.cat(parts_exact), torch.cat(parts_screen)
+
+
+def _add_histogram(histogram_D: Tensor, cos_QD: Tensor, keep_QD: Tensor | None) -> None:
+    """Count cosines into equal bins over [-1, 1]; entries outside ``keep_QD`` are not counted.
+
+    Bins are found by casting to uint8 and counted with bincount, several times faster than
+    torch.histc on one CPU thread; dropped entries go to a bin past the end.
+    """
+    bins = histogram_D.shape[0]
+    value_QD = cos_QD.clamp(-1.0, 1.0)
+    if keep_QD is not None:
+        value_QD.masked_fill_(~keep_QD, 1.0 + 3.0 / bins)  # lands in bin bins + 1
+    bin_T = value_QD.add_(1.0).mul_(bins / 2.0).to(torch.uint8).reshape(-1)
+    counts_D = torch.bincount(bin_T, minlength=bins + 2)
+    histogram_D += counts_D[:bins]
+    histogram_D[bins - 1] += counts_D[bins]  # cosine exactly 1
+
+
+def _exact_cosines(a_QE: Tensor, b_DE: Tensor, q_P: Tensor, d_P: Tensor) -> Tensor:
+    step = max(1, _RECOMPUTE_ELEMENTS // max(a_QE.shape[1], 1))
+    parts = [
+        (a_QE[q_P[s : s + step]] * b_DE[d_P[s : s + step]]).sum(dim=1)
+        for s in range(0, q_P.shape[0], step)
+    ]
+    return torch.cat(parts) if parts else a_QE.new_zeros(0)
+
+
 @jaxtyped(typechecker=beartype)
 def find_pairs(
     latents_R: Int[Tensor, " R"],
@@ -95,18 +185,25 @@ def find_pairs(
     block_rows: int = 4096,
     device: torch.device | None = None,
     bins: int = 100,
+    screen_dtype: torch.dtype = torch.bfloat16,
+    max_cached_bytes: int = 4 << 30,
 ) -> PairSearch:
     """The ``top_n`` pairs with cosine >= threshold and co-occurrence <= threshold, each once.
 
     ``latents_R`` must be sorted and unique; ``load_rows(start, stop)`` returns those rows' effects
-    (memory-mapped, so only two blocks are ever in memory). With ``just_these``, only pairs with
-    at least one of those latents are searched.
+    (memory-mapped). With ``just_these``, only pairs with at least one of those latents are
+    searched. Memory: two blocks (block_rows x width x 6 bytes each), or every row when they fit
+    in ``max_cached_bytes``.
     """
     device = device or torch.device("cpu")
+    if not 1 <= bins < 250:
+        raise ValueError("bins must be in [1, 250)")
     if latents_R.numel() > 1 and not bool((latents_R[1:] > latents_R[:-1]).all()):
         raise ValueError("latents_R must be sorted and unique")
     n_rows = latents_R.shape[0]
     latents_R = latents_R.to(device)
+    rows = _UnitRows(load_rows, n_rows, block_rows, sign, device, screen_dtype, max_cached_bytes)
+    margin = 0.0 if screen_dtype == torch.float32 else SCREEN_MARGIN
     best = _empty(device)
     histogram_D = torch.zeros(bins, dtype=torch.long, device=device)
     compared = 0
@@ -123,47 +220,65 @@ def find_pairs(
     for query_Q in query_blocks:
         if query_Q.numel() == 0:
             continue
-        a_QE = _gather_rows(load_rows, query_Q, sign, device)
+        if just_these is None:
+            a_exact_QE, a_screen_QE = rows.block(int(query_Q[0]))
+        else:
+            a_exact_QE, a_screen_QE = rows.gather(query_Q)
         first_start = 0 if just_these is not None else int(query_Q[0])
         for start in starts:
             stop = min(start + block_rows, n_rows)
             if stop <= first_start:
                 continue
-            b_DE = comparable_rows(load_rows(start, stop).to(device), sign)
-            cos_QD = a_QE @ b_DE.T
+            b_exact_DE, b_screen_DE = rows.block(start)
+            cos_QD = (a_screen_QE @ b_screen_DE.T).float()
             row_Q1 = query_Q[:, None]
             col_1D = torch.arange(start, stop, device=device)[None, :]
-            if just_these is None:
-                keep_QD = col_1D > row_Q1
-            else:
+            keep_QD: Tensor | None = None
+            if just_these is not None:
                 # Each unordered pair once: a query row pairs with every other row, except another
                 # query row with a smaller index (that pair was already met the other way round).
                 keep_QD = (col_1D != row_Q1) & ~(in_query_R[col_1D] & (col_1D < row_Q1))
-            compared_P = cos_QD[keep_QD].clamp(-1.0, 1.0)
-            compared += compared_P.numel()
-            bin_P = ((compared_P + 1.0) * (bins / 2.0)).long().clamp(max=bins - 1)
-            histogram_D += torch.bincount(bin_P, minlength=bins)
-            keep_QD &= cos_QD >= cosine_threshold
-            q_P, d_P = keep_QD.nonzero(as_tuple=True)
-            if q_P.numel() == 0:
+            elif start <= int(query_Q[-1]):
+                keep_QD = col_1D > row_Q1  # a block on the diagonal: only its upper triangle
+            if keep_QD is None:
+                compared += cos_QD.numel()
+            elif just_these is None:
+                compared += cos_QD.shape[0] * (cos_QD.shape[0] - 1) // 2
+            else:
+                compared += int(keep_QD.sum())
+            _add_histogram(histogram_D, cos_QD, keep_QD)
+            # Once top_n pairs are held, a pair must beat the worst of them to matter.
+            bar = cosine_threshold
+            if len(best) >= top_n:
+                bar = max(bar, float(best.cosine_P[-1]))
+            if keep_QD is not None:
+                cos_QD.masked_fill_(~keep_QD, -3.0)
+            # Most rows hold no candidate: find the rows first, then search only those.
+            hit_H = (cos_QD.amax(dim=1) >= bar - margin).nonzero().squeeze(1)
+            if hit_H.numel() == 0:
                 continue
+            h_P, d_P = (cos_QD[hit_H] >= bar - margin).nonzero(as_tuple=True)
+            q_P = hit_H[h_P]
             i_P, j_P = query_Q[q_P], d_P + start
             low_P, high_P = torch.minimum(i_P, j_P), torch.maximum(i_P, j_P)
             first_P, second_P = latents_R[low_P], latents_R[high_P]
             counts_P = cooccurrence(first_P, second_P).to(device=device, dtype=torch.long)
-            rare_P = counts_P <= cooccurrence_threshold
+            rare_P = (counts_P <= cooccurrence_threshold).nonzero().squeeze(1)
+            screened_P = cos_QD[q_P[rare_P], d_P[rare_P]]
+            if margin and rare_P.numel() > top_n:
+                # Only pairs within 2 margins of the top_n-th screened cosine can end in the top_n.
+                nth = float(screened_P.topk(top_n).values[-1])
+                rare_P = rare_P[screened_P >= nth - 2 * margin]
+                screened_P = cos_QD[q_P[rare_P], d_P[rare_P]]
+            q_P, d_P = q_P[rare_P], d_P[rare_P]
+            exact = margin > 0
+            cosine_P = _exact_cosines(a_exact_QE, b_exact_DE, q_P, d_P) if exact else screened_P
+            passing_P = (cosine_P >= cosine_threshold).nonzero().squeeze(1)
             found = Pairs(
-                first_P[rare_P], second_P[rare_P], cos_QD[q_P, d_P][rare_P], counts_P[rare_P]
+                first_P[rare_P][passing_P],
+                second_P[rare_P][passing_P],
+                cosine_P[passing_P],
+                counts_P[rare_P][passing_P],
             )
             best = _best(_concat(best, found), top_n)
     return PairSearch(best, histogram_D, compared)
-
-
-def _gather_rows(
-    load_rows: Callable[[int, int], Tensor], rows_Q: Tensor, sign: bool, device: torch.device
-) -> Tensor:
-    start, stop = int(rows_Q.min()), int(rows_Q.max()) + 1
-    if stop - start == rows_Q.numel():
-        return comparable_rows(load_rows(start, stop).to(device), sign)
-    picked = [load_rows(int(r), int(r) + 1) for r in rows_Q.tolist()]
-    return comparable_rows(torch.cat(picked).to(device), sign)

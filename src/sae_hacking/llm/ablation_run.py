@@ -15,6 +15,7 @@ the same shards in the same order and ends bit-identical.
 """
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from sae_hacking.llm import (
 )
 from sae_hacking.llm.ablation import batched_ablation_effects, check_linear_decoder
 from sae_hacking.llm.ablation_sites import plan_for
+from sae_hacking.llm.ablation_sources import read_firing_counts
 from sae_hacking.llm.distributed import barrier, shutdown
 
 SCRIPT = "gemma_selective_ablate"
@@ -123,7 +125,9 @@ def _progress(disable: bool) -> Progress:
         TextColumn("[bold]ablating"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[prompts_s]:,.1f} prompts/s"),
+        TextColumn("{task.fields[tokens_s]:,.0f} tokens/s"),
+        TextColumn("{task.fields[ablations]:,} ablations"),
         TimeRemainingColumn(),
         disable=disable,
     )
@@ -143,18 +147,32 @@ def _resume_state(rank_dir: Path) -> dict[str, Any] | None:
 
 def resolve_run_dir(
     config: SelectiveAblationConfig, resume: Path | None
-) -> tuple[Path, SelectiveAblationConfig]:
-    """A fresh run directory, or the one to resume (whose saved config is the one that runs)."""
+) -> tuple[Path, SelectiveAblationConfig, tuple[torch.Tensor, int] | None]:
+    """A fresh run directory, or the one to resume (whose saved config is the one that runs).
+
+    Also returns the co-occurrence run's firing counts and tokens, read (and checked against the
+    ablator) before a fresh run directory is made.
+    """
     if resume is None:
+        firing = _firing(config)
         run_dir = make_run_dir(config.output_dir, SCRIPT)
         write_config(run_dir, config, command_line())
-        return run_dir, config
+        return run_dir, config, firing
     saved = resume / "config.json"
     if not saved.is_file():
         raise UserInputError(
             "--resume", f"'{resume}' has no config.json; give a selective-ablation run directory"
         )
-    return resume, config_from_json(json.loads(saved.read_text(encoding="utf-8"))["config"])
+    config = config_from_json(json.loads(saved.read_text(encoding="utf-8"))["config"])
+    return resume, config, _firing(config)
+
+
+def _firing(config: SelectiveAblationConfig) -> tuple[torch.Tensor, int] | None:
+    if config.cooccurrence_dir is None:
+        return None
+    return read_firing_counts(
+        config.cooccurrence_dir, config.model, config.ablator_sae_release, config.ablator_sae_id
+    )
 
 
 def config_from_json(raw: dict[str, Any]) -> SelectiveAblationConfig:
@@ -172,19 +190,15 @@ def config_from_json(raw: dict[str, Any]) -> SelectiveAblationConfig:
     return SelectiveAblationConfig(**values)
 
 
-def run(
-    config: SelectiveAblationConfig,
-    resume: Path | None = None,
-    firing: tuple[torch.Tensor, int] | None = None,
-) -> Path:
+def run(config: SelectiveAblationConfig, resume: Path | None = None) -> Path:
     """Run (or resume) selective ablation and return the run directory.
 
-    ``firing`` is (firing counts per ablator latent, tokens counted), read from the co-occurrence
-    run by the script when ``--exclude-latent-threshold`` is given.
+    With ``cooccurrence_dir``, latents firing on more than ``exclude_latent_threshold`` of the
+    co-occurrence run's tokens are never ablated.
     """
     from sae_hacking.cli import resolve_device
 
-    run_dir, config = resolve_run_dir(config, resume)
+    run_dir, config, firing = resolve_run_dir(config, resume)
     device = resolve_device(config.device)
     ranks = init_ranks(device)
     device = rank_device(device, ranks)
@@ -214,7 +228,8 @@ def run(
     if firing_counts is not None and firing_counts.shape[0] != width:
         raise UserInputError(
             "--cooccurrence-dir",
-            f"its counts are for {firing_counts.shape[0]} latents, the ablator SAE has {width}",
+            f"its counts are for {firing_counts.shape[0]} latents, the ablator SAE has {width}; "
+            "give a co-occurrence run of the same ablator SAE",
         )
     ablatable_E = ablatable_latents(firing_counts, n_tokens, config.exclude_latent_threshold, width)
     selected_D = torch.tensor(config.selected_features, dtype=torch.long, device=device)
@@ -253,7 +268,10 @@ def run(
         config.max_tokens_in_prompt,
     )
     with _progress(disable=not ranks.is_main) as progress:
-        task = progress.add_task("ablate", total=my_prompts, completed=done, rate="")
+        task = progress.add_task(
+            "ablate", total=my_prompts, completed=done, prompts_s=0.0, tokens_s=0.0, ablations=0
+        )
+        started, prompts_now, tokens_now = time.perf_counter(), 0, 0
         for batch in batches:
             batch = batch.to(device)
             choice, chunks = batched_ablation_effects(
@@ -273,6 +291,8 @@ def run(
                 accumulator.add(chunk.latents_K, chunk.effects_KD)
                 n_ablations += int(chunk.latents_K.shape[0])
             done += batch.n_prompts
+            prompts_now += batch.n_prompts
+            tokens_now += int(batch.counted_BS.sum())
             ablated += int(choice.chosen_B.sum())
             batch_number = (done + config.batch_size - 1) // config.batch_size
             if (
@@ -280,8 +300,13 @@ def run(
                 or accumulator.n_rows > config.max_rows_in_memory
             ):
                 checkpoint()
+            elapsed = max(time.perf_counter() - started, 1e-9)
             progress.update(
-                task, completed=done, rate=f"{ablated} ablated prompts, {n_ablations} ablations"
+                task,
+                completed=done,
+                prompts_s=prompts_now / elapsed,
+                tokens_s=tokens_now / elapsed,
+                ablations=n_ablations,
             )
     checkpoint()
     barrier(ranks)

@@ -1,37 +1,109 @@
 """What selective ablation and the pair search read from a co-occurrence run.
 
-Adapter over the co-occurrence results' loader: firing counts (for --exclude-latent-threshold)
-and a pair lookup (for --cooccurrence-threshold), checked against the ablator SAE they describe.
+Adapter over ``io.cooccurrence_results``: firing counts (for --exclude-latent-threshold) and a
+pair lookup (for --cooccurrence-threshold), after checking that the run counted the same model
+and ablator SAE as the ablation it is used with.
 """
 
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from sae_hacking.errors import UserInputError
+from sae_hacking.io.bundle import bundle_paths
+from sae_hacking.io.cooccurrence_results import (
+    EVER,
+    TRIANGLE,
+    CooccurrenceResults,
+    load_cooccurrence,
+)
 
 FLAG = "--cooccurrence-dir"
 
 
-def _unreadable(directory: Path) -> UserInputError:
-    return UserInputError(
-        FLAG,
-        f"cannot read co-occurrence counts from '{directory}': this build has no co-occurrence "
-        "loader yet; leave the flag out",
+def _same_release(saved: Any, wanted: str) -> bool:
+    # A local SAE directory may be named by another relative path to the same place.
+    if saved == wanted:
+        return True
+    return (
+        isinstance(saved, str)
+        and Path(saved).is_dir()
+        and Path(wanted).is_dir()
+        and Path(saved).resolve() == Path(wanted).resolve()
     )
 
 
-def read_firing_counts(directory: Path, config: Any) -> tuple[Tensor, int]:
+def open_cooccurrence(
+    directory: Path,
+    model: str,
+    release: str,
+    sae_id: str,
+    width: int | None = None,
+    hook_name: str | None = None,
+) -> CooccurrenceResults:
+    """A finished co-occurrence run of exactly this model and ablator SAE, or a one-line error."""
+    results = load_cooccurrence(directory, FLAG)
+    manifest = results.manifest
+    wanted: dict[str, Any] = {"model": model, "sae_id": sae_id}
+    if width is not None:
+        wanted["width"] = width
+    if hook_name is not None:
+        wanted["hook_name"] = hook_name
+    for key, value in wanted.items():
+        if manifest.get(key) != value:
+            raise UserInputError(
+                FLAG,
+                f"'{directory}' counted {key} {manifest.get(key)!r} but the ablation uses {value!r}; "
+                "give a co-occurrence run of the same model and ablator SAE",
+            )
+    if not _same_release(manifest.get("sae_release"), release):
+        raise UserInputError(
+            FLAG,
+            f"'{directory}' counted SAE release {manifest.get('sae_release')!r} but the ablation "
+            f"uses {release!r}; give a co-occurrence run of the same model and ablator SAE",
+        )
+    if results.firing_E.shape[0] != results.width:
+        raise UserInputError(FLAG, f"'{directory}' has firing counts of the wrong length")
+    return results
+
+
+def read_firing_counts(
+    directory: Path, model: str, release: str, sae_id: str
+) -> tuple[Tensor, int]:
     """Per-latent firing counts and tokens counted, from a gemma_cooccurrences.py run."""
-    del config
-    raise _unreadable(directory)
+    results = open_cooccurrence(directory, model, release, sae_id)
+    return results.firing_E, results.tokens
 
 
-def cooccurrence_lookup(
-    directory: Path, ablator: dict[str, Any]
-) -> Callable[[Tensor, Tensor], Tensor]:
-    """``(first_P, second_P) -> counts_P`` from a co-occurrence run of the same ablator SAE."""
-    del ablator
-    raise _unreadable(directory)
+def pair_lookup(results: CooccurrenceResults, threshold: int) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(first_P, second_P) -> counts_P`` for the pair search.
+
+    At threshold 0 only "ever co-occurred" matters, so the 1-bit-per-pair file is read (268 MB at
+    65k latents, against 8.6 GB of counts); a pair that passes has count 0, one that fails reads 1.
+    """
+    if results.manifest["layout"] != TRIANGLE:
+        raise UserInputError(
+            FLAG,
+            f"'{results.directory}' counted only --rows; the pair search needs all pairs "
+            "(run gemma_cooccurrences.py without --rows)",
+        )
+    if threshold == 0 and bundle_paths(results.directory, EVER)[0].is_file():
+
+        def ever(first_P: Tensor, second_P: Tensor) -> Tensor:
+            return results.ever_cooccurred(first_P, second_P).long()
+
+        return ever
+    return results.pair_counts
+
+
+def firing_of(results: CooccurrenceResults | None, latents: list[int]) -> dict[int, int | None]:
+    """How many tokens each latent fired on (None without a co-occurrence run)."""
+    if results is None:
+        return dict.fromkeys(latents)
+    firing_E = results.firing_E
+    index = torch.tensor(latents, dtype=torch.long)
+    values = firing_E[index].tolist() if latents else []
+    return {latent: int(v) for latent, v in zip(latents, values, strict=True)}

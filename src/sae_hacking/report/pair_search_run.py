@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -9,9 +10,10 @@ from rich.console import Console
 from sae_hacking.cli import command_line, resolve_device
 from sae_hacking.core.pairs import find_pairs
 from sae_hacking.errors import UserInputError
-from sae_hacking.io.effects import EffectRows, compact, read_manifest
+from sae_hacking.io.cooccurrence_results import CooccurrenceResults
+from sae_hacking.io.effects import EffectRows, check_same_sources, compact, read_manifest
 from sae_hacking.io.rundir import make_run_dir, write_config
-from sae_hacking.llm.ablation_sources import cooccurrence_lookup
+from sae_hacking.llm.ablation_sources import firing_of, open_cooccurrence, pair_lookup
 from sae_hacking.report.explanations import explain
 from sae_hacking.report.pairs_report import (
     LatentInfo,
@@ -67,11 +69,44 @@ def _no_cooccurrence(first_P: torch.Tensor, second_P: torch.Tensor) -> torch.Ten
     return torch.zeros_like(first_P)
 
 
+def _open_inputs(
+    config: PairSearchConfig,
+) -> tuple[list[Path], list[dict[str, Any]], CooccurrenceResults | None]:
+    """Read and cross-check every input before a run directory is made."""
+    sources = [_effects_dir(d) for d in config.ablation_dirs]
+    manifests = [read_manifest(s, "--ablation-dir") for s in sources]
+    check_same_sources(manifests, "--ablation-dir")
+    ablator = manifests[0]["ablator"]
+    width = int(ablator["width"])
+    for latent in config.just_these:
+        if not 0 <= latent < width:
+            raise UserInputError(
+                "--just-these", f"{latent} is out of range; the ablator SAE has {width} latents"
+            )
+    if config.cooccurrence_dir is None:
+        return sources, manifests, None
+    results = open_cooccurrence(
+        config.cooccurrence_dir,
+        model=manifests[0]["model"],
+        release=ablator["release"],
+        sae_id=ablator["id"],
+        width=width,
+        hook_name=ablator.get("hook"),
+    )
+    return sources, manifests, results
+
+
 def run(config: PairSearchConfig) -> Path:
     """Search pairs and write pairs.json, pairs.csv, cosines.png and pairs.html to a new run directory."""
     device = resolve_device(config.device)
-    sources = [_effects_dir(d) for d in config.ablation_dirs]
-    manifests = [read_manifest(s, "--ablation-dir") for s in sources]
+    sources, manifests, cooccurrence = _open_inputs(config)
+    lookup = _no_cooccurrence
+    if cooccurrence is not None:
+        lookup = pair_lookup(cooccurrence, config.cooccurrence_threshold)
+    else:
+        console.print(
+            "no --cooccurrence-dir: pairs are not filtered by co-occurrence", highlight=False
+        )
     run_dir = make_run_dir(config.output_dir, SCRIPT)
     write_config(run_dir, config, command_line())
     if len(sources) == 1 and manifests[0].get("compacted"):
@@ -80,19 +115,6 @@ def run(config: PairSearchConfig) -> Path:
         compact(sources, run_dir / "effects", "--ablation-dir")
         store = EffectRows(run_dir / "effects", "--ablation-dir")
     ablator = store.manifest["ablator"]
-    width = int(ablator["width"])
-    for latent in config.just_these:
-        if not 0 <= latent < width:
-            raise UserInputError(
-                "--just-these", f"{latent} is out of range; the ablator SAE has {width} latents"
-            )
-    lookup = _no_cooccurrence
-    if config.cooccurrence_dir is not None:
-        lookup = cooccurrence_lookup(config.cooccurrence_dir, ablator)
-    else:
-        console.print(
-            "no --cooccurrence-dir: pairs are not filtered by co-occurrence", highlight=False
-        )
     just_these = None
     if config.just_these:
         just_these = torch.tensor(sorted(set(config.just_these)), dtype=torch.long)
@@ -118,12 +140,13 @@ def run(config: PairSearchConfig) -> Path:
         explain(neuronpedia_id, ids, run_dir / "explanations.json") if config.explanations else {}
     )
     row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
+    firing = firing_of(cooccurrence, ids)
 
     def info(latent: int) -> LatentInfo:
         return LatentInfo(
             latent=latent,
             ablations=int(store.counts_R[row_of[latent]]),
-            firing=None,
+            firing=firing[latent],
             url=neuronpedia_url(neuronpedia_id, latent),
             explanation=texts.get(latent),
         )
@@ -155,6 +178,8 @@ def run(config: PairSearchConfig) -> Path:
         "similarity": kind,
         "compared": search.compared,
         "histogram": search.histogram_D.tolist(),
+        "cooccurrence_dir": None if cooccurrence is None else str(cooccurrence.directory),
+        "cooccurrence_tokens": None if cooccurrence is None else cooccurrence.tokens,
     }
     write_json(run_dir / "pairs.json", rows, meta)
     write_csv(run_dir / "pairs.csv", rows)

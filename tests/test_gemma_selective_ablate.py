@@ -1,14 +1,19 @@
 """The selective-ablation script end to end on the tiny model: outputs, resume, bad input."""
 
+import os
+import socket
 from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
 import sae_hacking.llm.ablation_run as ablation_run
 from sae_hacking.gemma_selective_ablate import app
 from sae_hacking.io.effects import EffectRows
+from sae_hacking.llm.ablation_run import SelectiveAblationConfig
+from sae_hacking.llm.corpus import CorpusSpec
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 TINY = [
@@ -129,3 +134,56 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, extra: list[str],
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and flag in lines[0], result.output
+
+
+def gloo_config(data: Path, out: Path) -> SelectiveAblationConfig:
+    return SelectiveAblationConfig(
+        model="tiny",
+        ablator_sae_release="tiny",
+        ablator_sae_id="blocks.1.hook_resid_post/jumprelu/128",
+        reader_sae_release="tiny",
+        reader_sae_id="blocks.2.hook_mlp_out/jumprelu/128",
+        corpus=CorpusSpec(dataset_paths=(data,)),
+        n_prompts=8,
+        batch_size=1,  # no padding, so each prompt's effects do not depend on its batch-mates
+        max_tokens_in_prompt=24,
+        abridge_ablations_to=4,
+        save_every=2,
+        device="cpu",
+        output_dir=out,
+    )
+
+
+def _rank_main(rank: int, port: int, data: Path, out: Path) -> None:
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    torch.set_num_threads(1)
+    ablation_run.run(gloo_config(data, out))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_sum_to_the_effects_of_one_process(tmp_path: Path) -> None:
+    data = corpus(tmp_path)
+    single = EffectRows(ablation_run.run(gloo_config(data, tmp_path / "one")) / "effects", "x")
+    mp.spawn(_rank_main, args=(_free_port(), data, tmp_path / "two"), nprocs=2, join=True)
+    run_dir = only_run(tmp_path / "two")
+    assert sorted(p.name for p in (run_dir / "partial").iterdir()) == ["rank-0", "rank-1"]
+    both = EffectRows(run_dir / "effects", "x")
+    assert torch.equal(both.latents_R, single.latents_R)
+    assert torch.equal(both.counts_R, single.counts_R)
+    n = single.latents_R.shape[0]
+    # Only the order of summing prompts differs (per rank, then across ranks).
+    assert torch.allclose(both.rows(0, n), single.rows(0, n), rtol=1e-5, atol=1e-6)

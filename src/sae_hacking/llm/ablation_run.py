@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sae_hacking.cli import command_line
+from sae_hacking.cli import command_line, resolve_device
 from sae_hacking.core.ablation import ablatable_latents
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write_json
@@ -49,7 +50,7 @@ from sae_hacking.llm import (
 from sae_hacking.llm.ablation import batched_ablation_effects, check_linear_decoder
 from sae_hacking.llm.ablation_sites import plan_for
 from sae_hacking.llm.ablation_sources import read_firing_counts
-from sae_hacking.llm.distributed import barrier, shutdown
+from sae_hacking.llm.distributed import RankInfo, barrier, shutdown
 
 SCRIPT = "gemma_selective_ablate"
 
@@ -190,18 +191,42 @@ def config_from_json(raw: dict[str, Any]) -> SelectiveAblationConfig:
     return SelectiveAblationConfig(**values)
 
 
+def _shared_run_dir(
+    config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo
+) -> tuple[Path, SelectiveAblationConfig, tuple[torch.Tensor, int] | None]:
+    """Rank 0 makes (or opens) the run directory; the other ranks open the same one."""
+    if ranks.world == 1:
+        return resolve_run_dir(config, resume)
+    box: list[Any] = [None]
+    try:
+        if ranks.is_main:
+            resolved = resolve_run_dir(config, resume)
+            box = [str(resolved[0])]
+            return resolved
+    finally:
+        dist.broadcast_object_list(box, src=0)
+    if box[0] is None:
+        raise RuntimeError("rank 0 could not start the run")
+    return resolve_run_dir(config, Path(box[0]))
+
+
 def run(config: SelectiveAblationConfig, resume: Path | None = None) -> Path:
     """Run (or resume) selective ablation and return the run directory.
 
     With ``cooccurrence_dir``, latents firing on more than ``exclude_latent_threshold`` of the
-    co-occurrence run's tokens are never ablated.
+    co-occurrence run's tokens are never ablated. Under torchrun every rank ablates its share of
+    the prompts into ``partial/rank-R`` and rank 0 sums them into ``effects/``.
     """
-    from sae_hacking.cli import resolve_device
+    ranks = init_ranks(resolve_device(config.device))
+    try:
+        return _run(config, resume, ranks)
+    finally:
+        shutdown(ranks)
 
-    run_dir, config, firing = resolve_run_dir(config, resume)
-    device = resolve_device(config.device)
-    ranks = init_ranks(device)
-    device = rank_device(device, ranks)
+
+def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) -> Path:
+    run_dir, config, firing = _shared_run_dir(config, resume, ranks)
+    device = rank_device(resolve_device(config.device), ranks)
     model = load_model(config.model, device=device, dtype=parse_dtype(config.dtype))
     ablator = resolve_sae(
         model, config.ablator_sae_release, config.ablator_sae_id, device, flag="--ablator-sae-id"
@@ -320,5 +345,5 @@ def run(config: SelectiveAblationConfig, resume: Path | None = None) -> Path:
                 "plan": {"ablator": plan.ablator.name, "reader": plan.reader.name},
             },
         )
-    shutdown(ranks)
+    barrier(ranks)
     return run_dir

@@ -63,7 +63,8 @@ def ablation_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def search(args: list[str], out: Path):
     result = CliRunner().invoke(app, [*args, "--device", "cpu", "--output-dir", str(out)])
-    return result, (next(iter(out.iterdir())) if out.is_dir() else None)
+    made = list(out.iterdir()) if out.is_dir() else []
+    return result, (made[0] if made else None)
 
 
 def test_report_files_hold_each_pair_once_among_ablated_latents(
@@ -138,6 +139,7 @@ def test_mismatched_stores_and_bad_flags_are_one_line_errors(
         ),
     ]
     for number, (args, flag) in enumerate(cases):
-        result, _ = search(args, tmp_path / f"o{number}")
+        result, run_dir = search(args, tmp_path / f"o{number}")
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 2 and len(lines) == 1 and flag in lines[0], result.output
+        assert run_dir is None  # refused before a run directory is made

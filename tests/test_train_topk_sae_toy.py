@@ -8,7 +8,21 @@ from typer.testing import CliRunner
 from sae_hacking.toy.checkpoint import load_checkpoint
 from sae_hacking.train_topk_sae_toy import app
 
-ORIGINAL_COMMAND = ["--lr", "1e-4", "--sae-hidden-dim", "30", "--dataset-num-features", "30", "--batch-size", "100", "--hierarchical", "--perturbation_size", "0.4", "--model-dim", "50"]
+ORIGINAL_COMMAND = [
+    "--lr",
+    "1e-4",
+    "--sae-hidden-dim",
+    "30",
+    "--dataset-num-features",
+    "30",
+    "--batch-size",
+    "100",
+    "--hierarchical",
+    "--perturbation_size",
+    "0.4",
+    "--model-dim",
+    "50",
+]
 
 runner = CliRunner()
 

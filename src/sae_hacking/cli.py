@@ -2,11 +2,13 @@
 
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import typer
 from rich.console import Console
+from typer._click.core import Context
+from typer.core import TyperCommand
 
 from sae_hacking.errors import UserInputError
 
@@ -17,12 +19,46 @@ T = TypeVar("T")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def dashed_flags(args: list[str]) -> list[str]:
+    """Spell every long flag with dashes, so ``--perturbation_size`` means ``--perturbation-size``.
+
+    The original toolkit's commands use underscores; accepting both here keeps ``--help`` to one
+    spelling per flag. Values (after ``=`` or in their own word) and words after ``--`` are untouched.
+    """
+    out: list[str] = []
+    for position, word in enumerate(args):
+        if word == "--":
+            return out + args[position:]
+        if word.startswith("--"):
+            name, eq, value = word.partition("=")
+            word = name.replace("_", "-") + eq + value
+        out.append(word)
+    return out
+
+
+class DashedFlagsCommand(TyperCommand):
+    """A typer command that reads underscore spellings of its flags as dashes."""
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, dashed_flags(args))
+
+
+class ToolkitTyper(typer.Typer):
+    """Typer whose commands all accept underscore spellings of their flags."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", DashedFlagsCommand)
+        return super().command(*args, **kwargs)
+
+
 def make_app(help_text: str) -> typer.Typer:
-    """A typer app that never prints locals and has no shell-completion noise."""
-    return typer.Typer(
+    """A typer app that never prints locals, has no shell-completion noise and takes both spellings."""
+    return ToolkitTyper(
         help=help_text,
         pretty_exceptions_show_locals=False,
         add_completion=False,
+        # Help texts are plain text: "[default: ...]" must not be read as rich markup.
+        rich_markup_mode=None,
         no_args_is_help=False,
     )
 

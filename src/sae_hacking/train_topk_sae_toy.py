@@ -2,7 +2,7 @@
 
 Runs as ``uv run src/sae_hacking/train_topk_sae_toy.py`` or as the ``train-topk-sae-toy`` command.
 Every multi-word flag is accepted with dashes or underscores (``--perturbation-size`` or
-``--perturbation_size``), so the original toolkit's command runs as written.
+``--perturbation_size``, see ``cli.dashed_flags``), so the original toolkit's command runs as written.
 """
 
 from pathlib import Path
@@ -18,14 +18,8 @@ from sae_hacking.toy.topk_toy_run import run
 app = make_app(__doc__.splitlines()[0] if __doc__ else "")
 
 
-def spellings(name: str, *more: str) -> list[str]:
-    """A flag's dash and underscore spellings (and any older names)."""
-    names = [f"--{name}", f"--{name.replace('-', '_')}", *more]
-    return list(dict.fromkeys(names))
-
-
 def flag(name: str, help_text: str, *more: str) -> typer.models.OptionInfo:
-    return typer.Option(*spellings(name, *more), help=help_text)
+    return typer.Option(f"--{name}", *more, help=help_text)
 
 
 @app.command()

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
+from sae_hacking.core import cooccurrence
 from sae_hacking.core.cooccurrence import (
+    active_entries,
     active_latents,
     add_counts_,
     add_row_counts_,
@@ -68,6 +70,53 @@ def test_small_chunks_give_the_same_counts_as_one_scatter() -> None:
     add_counts_(whole, torch.zeros(30, dtype=torch.int64), active_TE)
     add_counts_(chunked, torch.zeros(30, dtype=torch.int64), active_TE, max_pairs=7)
     assert torch.equal(whole, chunked)
+
+
+@pytest.mark.parametrize("width", [1, 7, 8, 13, 64])
+def test_active_entries_are_the_nonzero_entries_in_row_major_order(width: int) -> None:
+    active_TE = torch.rand(37, width) < 0.2
+    token_D, latent_D = active_entries(active_TE)
+    expected_token_D, expected_latent_D = active_TE.nonzero(as_tuple=True)
+    assert torch.equal(token_D, expected_token_D) and torch.equal(latent_D, expected_latent_D)
+
+
+def test_active_entries_of_a_view_at_an_odd_offset_and_a_strided_view() -> None:
+    base_TE = torch.rand(30, 24) < 0.3
+    at_offset_5 = base_TE.reshape(-1)[5 : 5 + 29 * 24].view(29, 24)
+    for view_TE in (at_offset_5, base_TE[:, 1:], base_TE[::2], base_TE.T):
+        expected = view_TE.nonzero(as_tuple=True)
+        got = active_entries(view_TE)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("latent_major", "int32_indices"), [(True, True), (False, False), (True, False)]
+)
+def test_latent_major_order_and_int64_indices_give_the_same_counts(
+    monkeypatch: pytest.MonkeyPatch, latent_major: bool, int32_indices: bool
+) -> None:
+    """Each scatter order and index width agrees with the per-token reference, chunked too."""
+    acts_BSE, counted_BS = random_acts(4, 12, 33, 0.3)
+    active_TE = active_latents(acts_BSE, counted_BS)
+    if latent_major:
+        monkeypatch.setattr(cooccurrence, "LATENT_MAJOR_BYTES", 0)
+    if not int32_indices:
+        monkeypatch.setattr(cooccurrence, "_INT32_MAX", 0)
+    pairs, firing = reference_counts(acts_BSE, counted_BS)
+    for max_pairs in (5, cooccurrence.DEFAULT_MAX_PAIRS):
+        counts_P = torch.zeros(triangle_size(33), dtype=torch.int64)
+        firing_E = torch.zeros(33, dtype=torch.int64)
+        add_counts_(counts_P, firing_E, active_TE, max_pairs=max_pairs)
+        assert unpacked(counts_P, 33) == pairs and firing_E.tolist() == firing
+
+
+def test_counts_of_another_width_are_refused() -> None:
+    with pytest.raises(ValueError, match="not those of 6 latents"):
+        add_counts_(
+            torch.zeros(triangle_size(5), dtype=torch.int32),
+            torch.zeros(6, dtype=torch.int64),
+            torch.ones(2, 6, dtype=torch.bool),
+        )
 
 
 def test_padding_and_silent_tokens_add_nothing() -> None:

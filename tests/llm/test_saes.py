@@ -11,12 +11,14 @@ from sae_hacking.llm import (
     DEFAULT_RELEASE,
     TINY_ABLATOR_ID,
     check_pairing,
+    firing_latents,
     hook_activations,
     load_sae,
     model_config,
     random_sae,
     resolve_sae,
 )
+from sae_hacking.llm.saes import SaeKind
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 HELD_OUT = [
@@ -108,3 +110,19 @@ def test_real_release_offline_fails_at_the_download_with_a_hint() -> None:
 def test_bad_tiny_sae_id_is_refused(tiny: HookedSAETransformer) -> None:
     with pytest.raises(UserInputError, match="not a tiny SAE id"):
         resolve_sae(tiny, "tiny", "blocks.3.hook_resid_post/relu/64")
+
+
+@pytest.mark.parametrize("kind", ["jumprelu", "topk"])
+def test_firing_latents_are_exactly_where_encode_is_positive(kind: SaeKind) -> None:
+    generator = torch.Generator().manual_seed(3)
+    sample_TM = torch.randn(300, 24, generator=generator)
+    sae = random_sae(kind, sample_TM, 96, "blocks.3.hook_resid_post", generator)
+    if kind == "jumprelu":
+        state = sae.state_dict()
+        state["threshold"][:20] = -torch.rand(20, generator=generator)  # only the ReLU decides
+        state["b_enc"].copy_(torch.randn(96, generator=generator))
+        sae.load_state_dict(state)
+    x_TM = torch.randn(500, 24, generator=generator)
+    expected_TE = sae.encode(x_TM) > 0
+    assert torch.equal(firing_latents(sae, x_TM), expected_TE)
+    assert 0 < expected_TE.float().mean() < 0.5

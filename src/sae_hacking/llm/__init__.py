@@ -7,7 +7,7 @@ Public API (what every language-model script imports):
 - SAEs: ``resolve_sae(model, release, sae_id, device)`` (sae-lens release, local directory, or
   ``tiny``), ``load_sae(release, sae_id, device)``, ``load_sae_from_disk(path)``,
   ``random_sae(kind, sample_TM, width, hook, generator)``, ``check_pairing(cfg, sae)``,
-  ``sae_hook_name(sae)``.
+  ``sae_hook_name(sae)``, ``firing_latents(sae, x)`` (exactly ``encode(x) > 0``, faster).
 - corpora: ``CorpusSpec``, ``iter_texts(spec, rank, world, skip)``,
   ``iter_token_batches(texts, tokenizer, batch_size, max_tokens)``, ``TokenBatch``.
 - ranks: ``init_ranks(device)``, ``RankInfo``, ``sum_across_ranks``.
@@ -40,6 +40,7 @@ from sae_hacking.llm.saes import (
     TINY_READER_ID,
     TINY_RELEASE,
     check_pairing,
+    firing_latents,
     hook_activations,
     load_sae,
     load_sae_from_disk,
@@ -63,6 +64,7 @@ __all__ = [
     "RankInfo",
     "TokenBatch",
     "check_pairing",
+    "firing_latents",
     "hook_activations",
     "hook_layer",
     "hook_width",

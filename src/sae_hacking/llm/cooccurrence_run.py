@@ -40,6 +40,7 @@ from sae_hacking.llm.saes import (
     DEFAULT_RELEASE,
     TINY_ABLATOR_ID,
     TINY_RELEASE,
+    firing_latents,
     resolve_sae,
     sae_hook_name,
 )
@@ -149,20 +150,30 @@ class Counter:
 
 
 @torch.inference_mode()
-def active_of_batch(
-    model: HookedSAETransformer, sae: SAE[Any], hook_name: str, batch: TokenBatch
-) -> Tensor:
-    """Which SAE latents fire on each counted token, running the model only as far as the hook."""
+def hook_acts(model: HookedSAETransformer, hook_name: str, batch: TokenBatch) -> Tensor:
+    """The activations at ``hook_name`` for a batch, running the model only as far as the hook."""
+    stop = stop_layer(hook_name)
+    if hook_name == f"blocks.{stop - 1}.hook_resid_post":
+        # A forward stopped after a block returns that block's hooked resid_post: no cache needed
+        # (run_with_cache cost ~10% of the tiny model's forward, see benchmarks/cooccurrence.py).
+        return model(batch.tokens_BS, attention_mask=batch.attention_mask_BS, stop_at_layer=stop)
     _, cache = model.run_with_cache(
         batch.tokens_BS,
         attention_mask=batch.attention_mask_BS,
         names_filter=[hook_name],
-        stop_at_layer=stop_layer(hook_name),
+        stop_at_layer=stop,
     )
-    acts = cache[hook_name]
+    return cache[hook_name]
+
+
+@torch.inference_mode()
+def active_of_batch(
+    model: HookedSAETransformer, sae: SAE[Any], hook_name: str, batch: TokenBatch
+) -> Tensor:
+    """Which SAE latents fire on each counted token, running the model only as far as the hook."""
+    acts = hook_acts(model, hook_name, batch)
     x_TM = acts.reshape(*acts.shape[:2], -1)[batch.counted_BS]
-    acts_TE = sae.encode(x_TM.to(sae.dtype))
-    return acts_TE > 0
+    return firing_latents(sae, x_TM)
 
 
 def _manifest(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import torch
 from huggingface_hub.errors import EntryNotFoundError
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from sae_lens import SAE, HookedSAETransformer
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
 from sae_lens.saes.jumprelu_sae import JumpReLUSAE, JumpReLUSAEConfig
@@ -108,6 +108,22 @@ def check_pairing(cfg: HookedTransformerConfig, sae: SAE[Any], flag: str = "--sa
             f"'{hook_name}'; pick an SAE trained on this model",
         )
     return hook_name
+
+
+@torch.no_grad()
+def firing_latents(sae: SAE[Any], x_TM: Float[Tensor, "T M"]) -> Bool[Tensor, "T E"]:
+    """Which latents fire on each input, exactly ``sae.encode(x) > 0``.
+
+    A plain JumpReLU SAE fires where ``pre > threshold`` and ``relu(pre) > 0``, i.e. where
+    ``pre > max(threshold, 0)``: one comparison instead of the ReLU, mask and product over T x E
+    (on the d_model 256, 4096-latent stand-in that cut the encode from ~0.45 s to ~0.25 s over
+    11k tokens on one thread; see benchmarks/cooccurrence.py). Other SAEs go through ``encode``.
+    """
+    if type(sae) is JumpReLUSAE and isinstance(sae.activation_fn, torch.nn.ReLU):
+        # The same expression as JumpReLUSAE.encode, so the floats compared are identical.
+        hidden_pre = sae.hook_sae_acts_pre(sae.process_sae_in(x_TM) @ sae.W_enc + sae.b_enc)
+        return hidden_pre > sae.threshold.clamp(min=0)
+    return sae.encode(x_TM) > 0
 
 
 @torch.no_grad()

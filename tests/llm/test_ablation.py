@@ -10,8 +10,12 @@ from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
 from sae_hacking.errors import UserInputError
-from sae_hacking.llm import tiny_sae, tokenize_batch
-from sae_hacking.llm.ablation import batched_ablation_effects, check_linear_decoder
+from sae_hacking.llm import tiny_model, tiny_sae, tokenize_batch
+from sae_hacking.llm.ablation import (
+    batched_ablation_effects,
+    check_linear_decoder,
+    first_firing,
+)
 from sae_hacking.llm.ablation_sites import plan_for
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
@@ -89,6 +93,7 @@ def fast_effects(
     counted_BS: Tensor,
     k: int,
     max_batch: int,
+    transformer_lens_blocks: bool = False,
 ) -> tuple[list[list[int]], dict[int, Tensor]]:
     plan = plan_for(ablator.cfg.metadata.hook_name, reader.cfg.metadata.hook_name)  # pyright: ignore[reportArgumentType]
     choice, chunks = batched_ablation_effects(
@@ -103,6 +108,7 @@ def fast_effects(
         torch.ones(ablator.cfg.d_sae, dtype=torch.bool),
         torch.zeros(0, dtype=torch.long),
         max_batch,
+        transformer_lens_blocks=transformer_lens_blocks,
     )
     chosen = [
         [int(i) for i, ok in zip(row, valid, strict=True) if ok]
@@ -155,6 +161,43 @@ def test_batched_ablation_matches_one_forward_per_latent_with_left_padding(
     fast_chosen, fast = fast_effects(*args, max_batch=4)
     assert [sorted(c) for c in fast_chosen] == [sorted(c) for c in ref_chosen]
     assert_effects_match(ref, fast)
+
+
+def pairing_inputs(
+    model: HookedSAETransformer, ablator_hook: str, reader_hook: str
+) -> tuple[HookedSAETransformer, SAE[Any], SAE[Any], Tensor, Tensor, Tensor, int]:
+    """Model, random JumpReLU SAEs at both hooks, and the left-padded test prompts."""
+    ablator = tiny_sae(model, f"{ablator_hook}/jumprelu/256")
+    reader = tiny_sae(model, f"{reader_hook}/jumprelu/256")
+    batch = tokenize_batch(TEXTS, model.tokenizer, 64)  # pyright: ignore[reportArgumentType]
+    return (model, ablator, reader, batch.tokens_BS, batch.attention_mask_BS, batch.counted_BS, K)
+
+
+@pytest.mark.parametrize(("ablator_hook", "reader_hook"), [PAIRINGS[0], PAIRINGS[3]])
+def test_transformer_lens_blocks_match_one_forward_per_latent(
+    tiny: HookedSAETransformer, ablator_hook: str, reader_hook: str
+) -> None:
+    args = pairing_inputs(tiny, ablator_hook, reader_hook)
+    _, ref = reference_effects(*args)
+    _, fast = fast_effects(*args, max_batch=4, transformer_lens_blocks=True)
+    assert_effects_match(ref, fast)
+
+
+def test_architecture_without_gemma_blocks_falls_back_and_matches() -> None:
+    # transformer-lens computes the tiny model identically under another architecture name, so
+    # only the choice of forward changes.
+    model = tiny_model()
+    model.cfg.original_architecture = "LlamaForCausalLM"
+    args = pairing_inputs(model, "blocks.1.hook_resid_post", "blocks.3.hook_mlp_out")
+    _, ref = reference_effects(*args)
+    _, fast = fast_effects(*args, max_batch=4)
+    assert_effects_match(ref, fast)
+
+
+def test_first_firing_ignores_pads_and_defaults_to_the_last_position() -> None:
+    acts_KS = torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]])
+    real_KS = torch.tensor([[False, True, True, True], [True] * 4, [True] * 4])
+    assert first_firing(acts_KS, real_KS).tolist() == [2, 3, 3]
 
 
 def test_topk_reader_and_chunk_size_do_not_change_effects(tiny: HookedSAETransformer) -> None:

@@ -24,7 +24,9 @@ from sae_hacking.core.ablation import (
     last_real_positions,
 )
 from sae_hacking.errors import UserInputError
+from sae_hacking.llm import ablation_suffix
 from sae_hacking.llm.ablation_sites import AblationPlan
+from sae_hacking.llm.gemma_blocks import unsupported_reason
 
 SUPPORTED_ARCHITECTURES = (
     "standard",
@@ -60,6 +62,7 @@ class CleanPass:
     start_stream_BSM: Float[Tensor, "B S M"]
     reader_acts_BD: Float[Tensor, "B D"]
     last_B: Int[Tensor, " B"]
+    streams: dict[str, Tensor]
 
 
 @dataclass(frozen=True)
@@ -86,15 +89,16 @@ def clean_pass(
     reader: SAE[Any],
     tokens_BS: Int[Tensor, "B S"],
     attention_mask_BS: Int[Tensor, "B S"],
+    extra_hooks: tuple[str, ...] = (),
 ) -> CleanPass:
-    """Run the clean model to the reader's block, caching only the three hooks the ablations need."""
+    """Run the clean model to the reader's block, caching the hooks the ablations need."""
     cache: dict[str, Tensor] = {}
 
     def keep(acts: Tensor, hook: HookPoint) -> None:
         assert hook.name is not None
         cache[hook.name] = acts
 
-    names = {plan.ablator.name, plan.start_stream_hook}
+    names = {plan.ablator.name, plan.start_stream_hook, *extra_hooks}
     if not plan.reader_is_stream:
         names.add(plan.reader.name)
     with model.hooks(fwd_hooks=[(name, keep) for name in sorted(names)]):
@@ -106,6 +110,7 @@ def clean_pass(
         start_stream_BSM=cache[plan.start_stream_hook],
         reader_acts_BD=reader.encode(_at_last(reader_in_BSM, last_B)).float(),
         last_B=last_B,
+        streams={name: cache[name] for name in extra_hooks},
     )
 
 
@@ -158,6 +163,16 @@ def ablation_rows(choice: AblationChoice) -> tuple[Int[Tensor, " K"], Int[Tensor
     return prompt_K, choice.latents_BK[prompt_K, slot_K]
 
 
+def first_firing(acts_KS: Float[Tensor, "K S"], real_KS: Bool[Tensor, "K S"]) -> Int[Tensor, " K"]:
+    """Each row's first real position where the ablated latent fired (the last position if none).
+
+    Pads are never attended to, so what an ablation does there cannot reach the reader.
+    """
+    positions_S = torch.arange(acts_KS.shape[1], device=acts_KS.device)
+    fired_KS = (acts_KS != 0) & real_KS
+    return torch.where(fired_KS, positions_S, acts_KS.shape[1] - 1).amin(dim=1)
+
+
 @torch.no_grad()
 def batched_ablation_effects(
     model: HookedSAETransformer,
@@ -171,40 +186,86 @@ def batched_ablation_effects(
     ablatable_E: Bool[Tensor, " E"],
     selected_D: Int[Tensor, " D"],
     max_batch_ablations: int,
+    transformer_lens_blocks: bool = False,
 ) -> tuple[AblationChoice, Iterator[AblationChunk]]:
     """Choose each prompt's ablations and yield their effects in chunks of at most ``max_batch_ablations``.
 
     Chunks mix prompts: the batched forward's cost grows with rows, not with prompts, so several
-    prompts' ablations fill one batch (K=100 on one CPU thread: see benchmarks/ablation.py).
+    prompts' ablations fill one batch (K=100 on one CPU thread: see benchmarks/ablation.py). On
+    Gemma-2-shaped models the ablated forward recomputes only positions from the first one where
+    the latent fired (rows sorted by it, so a chunk shares its clean prefix) and only the reader's
+    token in the last block (llm/ablation_suffix.py); ``transformer_lens_blocks`` or any other
+    architecture runs transformer-lens's blocks over every position instead.
     """
-    clean = clean_pass(model, plan, ablator, reader, tokens_BS, attention_mask_BS)
+    suffix = not transformer_lens_blocks and unsupported_reason(model.cfg) is None
+    extra = tuple(ablation_suffix.clean_hooks(plan)) if suffix else ()
+    clean = clean_pass(model, plan, ablator, reader, tokens_BS, attention_mask_BS, extra)
     choice = choose_ablations(
         clean.ablator_acts_BSE, counted_BS, k, ablatable_E.to(tokens_BS.device), selected_D
     )
     prompt_N, latent_N = ablation_rows(choice)
-    directions_EM = ablator.W_dec
+    positions_S = torch.arange(tokens_BS.shape[1], device=tokens_BS.device)
+    acts_NS = clean.ablator_acts_BSE[prompt_N[:, None], positions_S[None, :], latent_N[:, None]]
+    first_N = first_firing(acts_NS, attention_mask_BS[prompt_N].bool())
+    forward: ablation_suffix.SuffixForward | None = None
+    if suffix:
+        order_N = torch.argsort(first_N, stable=True)
+        prompt_N, latent_N, acts_NS, first_N = (
+            prompt_N[order_N],
+            latent_N[order_N],
+            acts_NS[order_N],
+            first_N[order_N],
+        )
+        forward = ablation_suffix.prepare(model, plan, clean.streams, attention_mask_BS)
+    directions_EM = ablator.W_dec.float()
     rescale = _rescales(ablator)
 
     def chunks() -> Iterator[AblationChunk]:
-        positions_S = torch.arange(tokens_BS.shape[1], device=tokens_BS.device)
         for begin in range(0, prompt_N.shape[0], max_batch_ablations):
-            prompt_K = prompt_N[begin : begin + max_batch_ablations]
-            latent_K = latent_N[begin : begin + max_batch_ablations]
-            acts_KS = clean.ablator_acts_BSE[
-                prompt_K[:, None], positions_S[None, :], latent_K[:, None]
-            ]
-            directions_KM = decoder_directions(directions_EM.float(), latent_K, rescale)
-            stream_KSM = clean.start_stream_BSM[prompt_K]
-            deltas_KSM = ablation_deltas(acts_KS, directions_KM).to(stream_KSM.dtype)
-            ablated_KD = ablated_reader_acts(
-                model,
-                plan,
-                reader,
-                stream_KSM,
-                deltas_KSM,
-                attention_mask_BS[prompt_K],
-                clean.last_B[prompt_K],
-            )
+            rows = slice(begin, begin + max_batch_ablations)
+            prompt_K, latent_K, acts_KS = prompt_N[rows], latent_N[rows], acts_NS[rows]
+            directions_KM = decoder_directions(directions_EM, latent_K, rescale)
+            last_K = clean.last_B[prompt_K]
+            if forward is not None:
+                first = int(first_N[rows].min())
+                reader_in_KM = ablation_suffix.reader_input(
+                    forward,
+                    prompt_K,
+                    _ablated_start(plan, clean, prompt_K, acts_KS, directions_KM, first),
+                    first,
+                    last_K,
+                )
+                ablated_KD = reader.encode(reader_in_KM).float()
+            else:
+                stream_KSM = clean.start_stream_BSM[prompt_K]
+                deltas_KSM = ablation_deltas(acts_KS, directions_KM).to(stream_KSM.dtype)
+                ablated_KD = ablated_reader_acts(
+                    model,
+                    plan,
+                    reader,
+                    stream_KSM,
+                    deltas_KSM,
+                    attention_mask_BS[prompt_K],
+                    last_K,
+                )
             yield AblationChunk(latent_K, clean.reader_acts_BD[prompt_K] - ablated_KD)
 
     return choice, chunks()
+
+
+def _ablated_start(
+    plan: AblationPlan,
+    clean: CleanPass,
+    prompt_K: Int[Tensor, " K"],
+    acts_KS: Float[Tensor, "K S"],
+    directions_KM: Float[Tensor, "K M"],
+    first: int,
+) -> Tensor:
+    """The ablated stream entering the suffix forward's first step, from position ``first`` on."""
+    stream_KSM = clean.start_stream_BSM[prompt_K, first:]
+    deltas_KSM = ablation_deltas(acts_KS[:, first:], directions_KM).to(stream_KSM.dtype)
+    if plan.shifts_stream:
+        return stream_KSM - deltas_KSM
+    # An attn_out ablation starts at that block's MLP: resid_mid = resid_pre + (attn_out - delta).
+    attn_out_KSM = clean.streams[plan.ablator.name][prompt_K, first:]
+    return stream_KSM + (attn_out_KSM - deltas_KSM)

@@ -2,10 +2,15 @@ import pytest
 import torch
 
 from sae_hacking.toy.hierarchical_sae import HierarchicalShape, HierarchicalTopKSAE
+from sae_hacking.toy.perturbed_children import PerturbedChildren
+from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
+from sae_hacking.toy.training import TrainSettings, train
 
 
-def make_sae(num_parents: int = 6, k: int = 2) -> HierarchicalTopKSAE:
-    shape = HierarchicalShape(model_dim=8, num_parents=num_parents, k=k)
+def make_sae(num_parents: int = 6, k: int = 2, warmup: int = 0) -> HierarchicalTopKSAE:
+    shape = HierarchicalShape(
+        model_dim=8, num_parents=num_parents, k=k, child_warmup_samples=warmup
+    )
     sae = HierarchicalTopKSAE(shape, torch.Generator().manual_seed(0))
     with torch.no_grad():
         for parameter in sae.parameters():
@@ -89,3 +94,43 @@ def test_gradients_reach_only_the_winning_child() -> None:
 def test_k_larger_than_parent_count_is_refused() -> None:
     with pytest.raises(ValueError, match="k=7"):
         HierarchicalTopKSAE(HierarchicalShape(model_dim=8, num_parents=6, k=7), torch.Generator())
+
+
+def test_children_get_no_gradient_until_the_parent_warmup_is_over() -> None:
+    sae = make_sae(num_parents=6, k=1, warmup=2)
+    x_BM = torch.randn(2, 8)
+    sae.loss(x_BM).total.backward()
+    child_grad_H = sae.W_dec_GM.grad[6:].norm(dim=-1)  # type: ignore[index]
+    parent_grad_E = sae.W_dec_GM.grad[:6].norm(dim=-1)  # type: ignore[index]
+    assert child_grad_H.eq(0).all()
+    assert parent_grad_E.gt(0).any()
+    sae.zero_grad()
+    sae.loss(x_BM).total.backward()  # 2 samples seen: warm-up over
+    assert sae.W_dec_GM.grad[6:].norm(dim=-1).gt(0).any()  # type: ignore[index]
+    assert int(sae.state_dict()["samples_trained"]) == 4
+
+
+def test_warmup_leaves_evaluation_with_children() -> None:
+    sae = make_sae(warmup=10**9)
+    x_BM = torch.randn(20, 8)
+    recon_ref, _ = reference_forward(sae, x_BM)
+    torch.testing.assert_close(sae.reconstruct(x_BM), recon_ref)
+
+
+def train_and_score(sae: torch.nn.Module, source: PerturbedChildren) -> dict[str, float]:
+    settings = TrainSettings(steps=300, batch_size=512, lr=3e-3, log_every=300)
+    eval_x_BM, _ = source.sample(2048, torch.Generator().manual_seed(2))
+    result = train(sae, source, settings, torch.Generator().manual_seed(3), eval_x_BM)  # pyright: ignore[reportArgumentType]
+    return result.final.evaluation.scalars
+
+
+def test_hierarchical_sae_splits_siblings_where_plain_topk_collapses() -> None:
+    source = PerturbedChildren.random(8, 32, 0.4, 2, torch.Generator().manual_seed(0))
+    topk = TopKSAE(TopKShape(32, 16, 2), torch.Generator().manual_seed(1))
+    shape = HierarchicalShape(32, 8, 2, child_warmup_samples=100 * 512)
+    hierarchical = HierarchicalTopKSAE(shape, torch.Generator().manual_seed(1))
+    topk_scores = train_and_score(topk, source)
+    hierarchical_scores = train_and_score(hierarchical, source)
+    assert hierarchical_scores["pair_detection_rate"] >= 0.6
+    assert hierarchical_scores["sibling_split_rate"] >= topk_scores["sibling_split_rate"] + 0.3
+    assert hierarchical_scores["mcc"] > topk_scores["mcc"]

@@ -90,3 +90,42 @@ def test_evaluation_of_a_plain_topk_sae_has_no_pair_detection(source: PerturbedC
     assert "pair_detection_rate" not in scalars
     assert all(math.isfinite(value) for value in scalars.values())
     assert scalars["l0"] <= 2.0
+
+
+def original_pair_successes(cos_HN: torch.Tensor) -> list[bool]:
+    """The original toolkit's rule, latent by latent: the two children's nearest features are
+    adjacent and the lower one is even (siblings are features 2a and 2a + 1)."""
+    successes = []
+    for latent in range(cos_HN.shape[0] // 2):
+        first = int(cos_HN[2 * latent].argmax())
+        second = int(cos_HN[2 * latent + 1].argmax())
+        successes.append(
+            first != second and abs(first - second) == 1 and min(first, second) % 2 == 0
+        )
+    return successes
+
+
+def test_pair_detection_matches_the_original_rule_on_random_directions(
+    source: PerturbedChildren,
+) -> None:
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        # Mix true features with noise so that every outcome of the rule occurs.
+        mix_HN = torch.rand(12, 20, generator=generator).pow(8)
+        composed_HM = mix_HN @ source.features_NM + 0.1 * torch.randn(12, 40, generator=generator)
+        cos_HN = torch.nn.functional.cosine_similarity(
+            composed_HM[:, None], source.features_NM[None], dim=-1
+        )
+        expected = original_pair_successes(cos_HN)
+        rate = pair_detection_rate(composed_HM, source.features_NM, source.siblings.parent_of_N)
+        assert rate == pytest.approx(sum(expected) / len(expected))
+
+
+def test_a_collapsed_hierarchical_sae_detects_no_pairs(source: PerturbedChildren) -> None:
+    # Parents at the truth, children that add nothing: both children of a latent are its parent.
+    sae = HierarchicalTopKSAE(HierarchicalShape(40, 10, 2), torch.Generator().manual_seed(0))
+    sae.load_hierarchy(source.parents_AM, torch.zeros(10, 2, 40))
+    x_BM, _ = source.sample(512, torch.Generator().manual_seed(1))
+    scalars = evaluate(sae, source, x_BM).scalars
+    assert scalars["pair_detection_rate"] == 0.0
+    assert scalars["sibling_split_rate"] == 0.0

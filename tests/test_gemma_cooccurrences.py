@@ -6,44 +6,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from typer.testing import CliRunner
 
-from sae_hacking.core.triangle import triangle_size
+from sae_hacking.core.triangle import triangle_row, triangle_size
 from sae_hacking.errors import UserInputError
-from sae_hacking.gemma_cooccurrences import app
-from sae_hacking.io.bundle import load_bundle, load_manifest
+from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
-from sae_hacking.llm import TINY_ABLATOR_ID, cooccurrence_run, tiny_model, tiny_sae
-from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig, run
-from sae_hacking.llm.corpus import CorpusSpec
-from sae_hacking.llm.tokenizer import TINY_TEXT
-
-PROMPTS = [line for line in TINY_TEXT.splitlines() if line.strip()][:18]
+from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae
+from sae_hacking.llm.cooccurrence_run import run
+from tests.cooccurrence_setup import PROMPTS, config, counts_of, write_corpus
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
-    path = tmp_path / "corpus.txt"
-    path.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
-    return path
-
-
-def config(corpus: Path, out: Path, **overrides: object) -> CooccurrenceConfig:
-    settings: dict = {
-        "model": "tiny",
-        "corpus": CorpusSpec(dataset_paths=(corpus,)),
-        "max_tokens_in_prompt": 12,
-        "batch_size": 4,
-        "device": "cpu",
-        "output_dir": out,
-    }
-    settings.update(overrides)
-    return CooccurrenceConfig(**settings)
-
-
-def counts_of(run_dir: Path) -> dict[str, torch.Tensor]:
-    tensors, _ = load_bundle(run_dir, "counts")
-    return tensors
+    return write_corpus(tmp_path / "corpus.txt", PROMPTS)
 
 
 def reference_counts(
@@ -104,49 +79,10 @@ def test_loader_gives_pair_counts_and_ever_cooccurred_bits(corpus: Path, tmp_pat
 def test_rows_mode_counts_rows_of_the_full_triangle(corpus: Path, tmp_path: Path) -> None:
     full = counts_of(run(config(corpus, tmp_path / "a", max_prompts=8)))
     rows = counts_of(run(config(corpus, tmp_path / "b", max_prompts=8, rows=(5, 100))))
-    from sae_hacking.core.triangle import triangle_row
-
     for r, latent in enumerate((5, 100)):
         expected = triangle_row(full["pair_counts"], latent, 512).long()
         expected[latent] = full["firing_counts"][latent]
         assert torch.equal(rows["row_counts"][r].long(), expected)
-
-
-class Crash(Exception):
-    pass
-
-
-def test_killed_run_resumes_to_exactly_the_uninterrupted_counts(
-    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    whole = counts_of(run(config(corpus, tmp_path / "whole", batch_size=2)))
-    real = cooccurrence_run.add_counts_
-    calls = {"n": 0}
-
-    def dies_on_the_sixth_batch(
-        counts_P: torch.Tensor, firing_E: torch.Tensor, active_TE: torch.Tensor
-    ) -> None:
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Crash
-        real(counts_P, firing_E, active_TE)
-
-    monkeypatch.setattr(cooccurrence_run, "add_counts_", dies_on_the_sixth_batch)
-    with pytest.raises(Crash):
-        run(config(corpus, tmp_path / "broken", batch_size=2, save_every=2))
-    monkeypatch.setattr(cooccurrence_run, "add_counts_", real)
-    (broken,) = (tmp_path / "broken").iterdir()
-    assert load_manifest(broken, "counts")["progress"] == [
-        {"prompts": 8, "tokens": load_manifest(broken, "counts")["tokens"]}
-    ]
-    with pytest.raises(UserInputError, match="unfinished run"):
-        load_cooccurrence(broken)
-    resumed = counts_of(
-        run(config(corpus, tmp_path / "unused", batch_size=2, save_every=2, resume=broken))
-    )
-    assert torch.equal(resumed["pair_counts"], whole["pair_counts"])
-    assert torch.equal(resumed["firing_counts"], whole["firing_counts"])
-    assert (broken / "resumes.jsonl").is_file()
 
 
 def test_resume_with_other_flags_is_refused(corpus: Path, tmp_path: Path) -> None:
@@ -199,16 +135,6 @@ def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Pa
     assert manifest["world"] == 2 and [p["prompts"] for p in manifest["progress"]] == [9, 9]
 
 
-def test_bad_flags_are_one_line_errors(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["--model", "tiny", "--dataset-path", str(tmp_path / "none.txt")]
-    )
-    assert result.exit_code == 2
-    assert "--dataset-path" in result.output and "Traceback" not in result.output
-    result = CliRunner().invoke(app, ["--model", "tiny", "--rows", "1,x"])
-    assert result.exit_code == 2 and "--rows" in result.output
-
-
 def test_triangle_size_of_the_tiny_sae_is_what_the_manifest_says(
     corpus: Path, tmp_path: Path
 ) -> None:
@@ -216,12 +142,3 @@ def test_triangle_size_of_the_tiny_sae_is_what_the_manifest_says(
     assert load_manifest(run_dir, "counts")["tensors"]["pair_counts"]["shape"] == [
         triangle_size(512)
     ]
-
-
-def test_merge_command_refuses_mismatched_runs(corpus: Path, tmp_path: Path) -> None:
-    from sae_hacking.merge_cooccurrences import app as merge_app
-
-    a = run(config(corpus, tmp_path / "a", max_prompts=2))
-    b = run(config(corpus, tmp_path / "b", max_prompts=2, count_bos=True))
-    result = CliRunner().invoke(merge_app, [str(a), str(b), "--output-dir", str(tmp_path / "m")])
-    assert result.exit_code == 2 and "count_bos" in result.output

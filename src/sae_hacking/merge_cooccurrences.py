@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 
 from sae_hacking.cli import command_line, make_app, run_or_fail
-from sae_hacking.errors import UserInputError
-from sae_hacking.io.cooccurrence_results import merge_results
+from sae_hacking.io.cooccurrence_results import merge_results, open_mergeable
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 
 app = make_app(__doc__ or "")
@@ -29,8 +28,7 @@ def main(
     """Merge co-occurrence runs into one run directory."""
 
     def work() -> None:
-        if len(runs) < 2:
-            raise UserInputError("RUNS", "give at least two run directories to merge")
+        open_mergeable(runs)  # every input checked before a run directory is made
         run_dir = make_run_dir(output_dir or default_output_dir(), "merge_cooccurrences")
         write_config(run_dir, {"runs": [str(r) for r in runs]}, command_line())
         manifest = merge_results(runs, run_dir)

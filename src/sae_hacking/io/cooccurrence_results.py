@@ -1,14 +1,20 @@
 """Co-occurrence result files: write, read by memory-map, and sum across runs.
 
-A run directory holds the bundle ``counts`` (``counts.safetensors`` + ``counts.json``) and, once
-complete and counting all pairs, ``ever_cooccurred`` (the bit-packed ``pair_counts > 0``). The
-tensors are uncompressed safetensors, so a reader memory-maps them and touches only the pairs it
-looks up. Layouts:
+A run directory holds the bundle ``counts`` (``counts.safetensors`` + ``counts.json``) and, when
+counting all pairs, ``ever_cooccurred`` (the bit-packed ``pair_counts > 0``), both rewritten at
+every checkpoint. The tensors are uncompressed safetensors, so a reader memory-maps them and
+touches only the pairs it looks up. Layouts:
 
 - ``packed_upper_triangle``: ``pair_counts`` [E(E-1)/2], pair (i < j) at ``i*E - i*(i+1)/2 + j-i-1``.
 - ``rows``: ``row_counts`` [R, E] for the latents ``rows``; entry (r, r) holds r's firing count.
 
 Both carry ``firing_counts`` [E] (int64): the tokens on which each latent fired.
+
+Each safetensors file carries a copy of its manifest in its own header, so the one atomic rename
+of the tensor file replaces tensors and manifest together; the JSON beside it can lag one
+checkpoint behind if a run is killed between the two renames, and is then overruled. ``ever_cooccurred`` is
+written before ``counts``; a reader uses its bits only when both headers name the same
+checkpoint, and otherwise reads ``pair_counts > 0`` from the counts themselves.
 """
 
 import json
@@ -21,11 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 from jaxtyping import Bool, Int
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from sae_hacking.core.triangle import BITS_PER_WORD, bits_at, pack_bits, pair_index, triangle_size
 from sae_hacking.errors import UserInputError
-from sae_hacking.io.bundle import bundle_paths, load_bundle, load_manifest, save_bundle
+from sae_hacking.io.atomic import atomic_write, atomic_write_json
+from sae_hacking.io.bundle import MANIFEST_FORMAT, bundle_paths
 
 COUNTS = "counts"
 EVER = "ever_cooccurred"
@@ -36,31 +45,86 @@ _NUMPY_DTYPES = {"I32": np.int32, "I64": np.int64}
 _CHUNK = 1 << 26
 
 
-def memmap_tensor(path: Path, key: str) -> np.ndarray:
-    """A read-only memory map of one tensor in a safetensors file (no copy, no full read)."""
+# What identifies a checkpoint's data: equal values mean equal counts.
+CHECKPOINT_KEYS = ("tokens", "prompts", "progress", "merged_from", "complete")
+
+
+def _header(path: Path) -> tuple[dict[str, Any], int]:
+    """A safetensors file's JSON header and the offset where its data begins."""
     with open(path, "rb") as handle:
         (header_len,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(header_len))
+        return json.loads(handle.read(header_len)), 8 + header_len
+
+
+def memmap_tensor(path: Path, key: str) -> np.ndarray:
+    """A read-only memory map of one tensor in a safetensors file (no copy, no full read)."""
+    header, data_start = _header(path)
     entry = header[key]
     begin, end = entry["data_offsets"]
     dtype = _NUMPY_DTYPES[entry["dtype"]]
     count = (end - begin) // np.dtype(dtype).itemsize
-    array = np.memmap(path, dtype=dtype, mode="r", offset=8 + header_len + begin, shape=(count,))
+    array = np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=(count,))
     return array.reshape(entry["shape"])
+
+
+def has_results(directory: Path, name: str = COUNTS) -> bool:
+    """Whether ``directory`` holds the bundle ``name`` (its tensor file, which carries its manifest)."""
+    return bundle_paths(directory, name)[0].is_file()
+
+
+def read_manifest(directory: Path, name: str = COUNTS) -> dict[str, Any]:
+    """The bundle's manifest: the JSON, unless it names another checkpoint than the copy in the
+    tensor file's header (a run killed between the two renames), which then wins."""
+    tensor_path, manifest_path = bundle_paths(directory, name)
+    embedded = None
+    if tensor_path.is_file():
+        embedded = _header(tensor_path)[0].get("__metadata__", {}).get("manifest")
+    if not manifest_path.is_file():
+        if embedded is None:
+            raise FileNotFoundError(manifest_path)
+        return json.loads(embedded)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if embedded is not None and not same_checkpoint(manifest, json.loads(embedded)):
+        return json.loads(embedded)
+    return manifest
+
+
+def read_tensors(
+    directory: Path, name: str = COUNTS, keys: list[str] | None = None
+) -> dict[str, Tensor]:
+    """A bundle's tensors (all, or only ``keys``), from the tensor file alone."""
+    with safe_open(str(bundle_paths(directory, name)[0]), framework="pt") as handle:
+        return {
+            key: handle.get_tensor(key) for key in (keys if keys is not None else handle.keys())
+        }
+
+
+def _save(directory: Path, name: str, tensors: dict[str, Tensor], manifest: dict[str, Any]) -> None:
+    """Write the tensors with the manifest in their header (one atomic rename), then the JSON copy."""
+    tensor_path, manifest_path = bundle_paths(directory, name)
+    cpu = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
+    shapes = {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in cpu.items()}
+    full = {"format": MANIFEST_FORMAT, "tensors": shapes, **manifest}
+    metadata = {"manifest": json.dumps(full)}
+    atomic_write(tensor_path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+    atomic_write_json(manifest_path, full)
 
 
 def save_counts(directory: Path, tensors: dict[str, Tensor], manifest: dict[str, Any]) -> None:
     """Write the counts bundle atomically (a checkpoint when ``manifest['complete']`` is false)."""
-    save_bundle(directory, COUNTS, tensors, manifest)
+    _save(directory, COUNTS, tensors, manifest)
 
 
 def save_ever_cooccurred(directory: Path, pair_counts_P: Tensor, manifest: dict[str, Any]) -> None:
-    """Write the bit-packed ``pair_counts > 0`` triangle, packed a slice at a time."""
+    """Write the bit-packed ``pair_counts > 0`` triangle, packed a slice at a time.
+
+    Write it before the counts of the same checkpoint: readers trust it only when it matches them.
+    """
     words = []
     for start in range(0, pair_counts_P.shape[0], _CHUNK):
         words.append(pack_bits(pair_counts_P[start : start + _CHUNK] > 0).cpu())
     bits_W = torch.cat(words) if words else torch.zeros(0, dtype=torch.int64)
-    save_bundle(
+    _save(
         directory,
         EVER,
         {"bits": bits_W},
@@ -68,9 +132,14 @@ def save_ever_cooccurred(directory: Path, pair_counts_P: Tensor, manifest: dict[
     )
 
 
+def same_checkpoint(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Whether two manifests describe the same counted data."""
+    return all(first.get(key) == second.get(key) for key in CHECKPOINT_KEYS)
+
+
 @dataclass(frozen=True)
 class CooccurrenceResults:
-    """A finished co-occurrence run, its large tensors memory-mapped."""
+    """A co-occurrence run (finished, or stopped at a checkpoint), its large tensors memory-mapped."""
 
     directory: Path
     manifest: dict[str, Any]
@@ -87,6 +156,17 @@ class CooccurrenceResults:
     @property
     def prompts(self) -> int:
         return int(self.manifest["prompts"])
+
+    @property
+    def complete(self) -> bool:
+        """False for a run stopped at a checkpoint: its counts cover only ``tokens`` tokens."""
+        return bool(self.manifest.get("complete", False))
+
+    def ever_is_current(self) -> bool:
+        """Whether the bit file holds the same checkpoint as the counts."""
+        return has_results(self.directory, EVER) and same_checkpoint(
+            read_manifest(self.directory, EVER), self.manifest
+        )
 
     def _counts_map(self) -> np.ndarray:
         key = "pair_counts" if self.manifest["layout"] == TRIANGLE else "row_counts"
@@ -108,7 +188,13 @@ class CooccurrenceResults:
     def ever_cooccurred(
         self, first_D: Int[Tensor, " D"], second_D: Int[Tensor, " D"]
     ) -> Bool[Tensor, " D"]:
-        """Whether each pair ever fired together, from the 1-bit-per-pair file."""
+        """Whether each pair ever fired together, from the 1-bit-per-pair file.
+
+        If a run was stopped between writing the bits and the counts of a checkpoint, the bits
+        are newer than the counts; then ``pair_counts > 0`` answers instead, so the two agree.
+        """
+        if not self.ever_is_current():
+            return self.pair_counts(first_D, second_D) > 0
         words = memmap_tensor(bundle_paths(self.directory, EVER)[0], "bits")
         low_D, high_D = torch.minimum(first_D, second_D), torch.maximum(first_D, second_D)
         index_D = pair_index(low_D.cpu(), high_D.cpu(), self.width)
@@ -124,35 +210,61 @@ class CooccurrenceResults:
         return self.pair_counts
 
 
-def load_cooccurrence(directory: Path, flag: str = "--cooccurrence-dir") -> CooccurrenceResults:
-    """Open a finished run (firing counts in memory, pair counts memory-mapped on demand)."""
-    if not bundle_paths(directory, COUNTS)[1].is_file():
+def load_cooccurrence(
+    directory: Path, flag: str = "--cooccurrence-dir", allow_partial: bool = False
+) -> CooccurrenceResults:
+    """Open a finished run (firing counts in memory, pair counts memory-mapped on demand).
+
+    ``allow_partial`` also opens a run stopped at a checkpoint (``results.complete`` is False):
+    its counts, firing counts and bits are those of the same ``results.tokens`` tokens.
+    """
+    if not has_results(directory):
         raise UserInputError(
-            flag, f"'{directory}' has no {COUNTS}.json; give a gemma_cooccurrences.py run directory"
+            flag,
+            f"'{directory}' has no {COUNTS}.safetensors; give a gemma_cooccurrences.py run directory",
         )
-    manifest = load_manifest(directory, COUNTS)
-    if not manifest.get("complete", False):
+    manifest = read_manifest(directory)
+    if not manifest.get("complete", False) and not allow_partial:
         raise UserInputError(
-            flag, f"'{directory}' holds an unfinished run; finish it with --resume"
+            flag,
+            f"'{directory}' holds an unfinished run ({manifest.get('tokens', 0):,} tokens so far); "
+            "finish it with --resume",
         )
-    tensors, _ = load_bundle(directory, COUNTS, keys=["firing_counts"])
-    return CooccurrenceResults(directory, manifest, tensors["firing_counts"])
+    firing_E = read_tensors(directory, COUNTS, ["firing_counts"])["firing_counts"]
+    return CooccurrenceResults(directory, manifest, firing_E)
 
 
 MERGE_KEYS = ("layout", "width", "rows", "model", "sae_release", "sae_id", "hook_name", "count_bos")
 
 
-def merge_results(directories: list[Path], output: Path) -> dict[str, Any]:
-    """Sum finished runs of the same model, SAE and layout into ``output``; returns its manifest."""
-    runs = [load_cooccurrence(d, flag="merge") for d in directories]
+def open_mergeable(directories: list[Path], flag: str = "RUNS") -> list[CooccurrenceResults]:
+    """Finished, distinct runs of the same model, SAE and layout, or a one-line error."""
+    if len(directories) < 2:
+        raise UserInputError(flag, "give at least two run directories to merge")
+    seen: dict[Path, Path] = {}
+    for directory in directories:
+        if directory.resolve() in seen:
+            raise UserInputError(
+                flag,
+                f"'{directory}' is the same run as '{seen[directory.resolve()]}'; give it once",
+            )
+        seen[directory.resolve()] = directory
+    runs = [load_cooccurrence(d, flag=flag) for d in directories]
     first = runs[0].manifest
     for run in runs[1:]:
         for key in MERGE_KEYS:
             if run.manifest.get(key) != first.get(key):
                 raise UserInputError(
-                    "merge",
+                    flag,
                     f"'{run.directory}' has {key}={run.manifest.get(key)!r}, '{runs[0].directory}' has {first.get(key)!r}",
                 )
+    return runs
+
+
+def merge_results(directories: list[Path], output: Path) -> dict[str, Any]:
+    """Sum finished runs of the same model, SAE and layout into ``output``; returns its manifest."""
+    runs = open_mergeable(directories)
+    first = runs[0].manifest
     tokens = sum(run.tokens for run in runs)
     dtype = torch.int32 if tokens < 2**31 else torch.int64
     key = "pair_counts" if first["layout"] == TRIANGLE else "row_counts"
@@ -175,8 +287,8 @@ def merge_results(directories: list[Path], output: Path) -> dict[str, Any]:
         "progress": None,
         "complete": True,
     }
-    save_counts(output, {key: total, "firing_counts": firing}, manifest)
     if first["layout"] == TRIANGLE:
         assert total.shape[0] == triangle_size(first["width"])
         save_ever_cooccurred(output, total, manifest)
+    save_counts(output, {key: total, "firing_counts": firing}, manifest)
     return manifest

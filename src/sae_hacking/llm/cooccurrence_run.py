@@ -8,7 +8,6 @@ a resumed run sees exactly the batches an uninterrupted one would and reaches th
 """
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,133 +19,35 @@ from torch import Tensor
 
 from sae_hacking.cli import command_line, resolve_device
 from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
-from sae_hacking.core.triangle import triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import append_jsonl
-from sae_hacking.io.bundle import bundle_paths, load_bundle, load_manifest
-from sae_hacking.io.cooccurrence_results import (
-    COUNTS,
-    ROWS,
-    TRIANGLE,
-    save_counts,
-    save_ever_cooccurred,
+from sae_hacking.io.rundir import jsonable, make_run_dir, write_config
+from sae_hacking.llm.cooccurrence_checkpoint import (
+    check_resumable,
+    checkpoint,
+    manifest_of,
+    start_counter,
 )
-from sae_hacking.io.rundir import default_output_dir, jsonable, make_run_dir, write_config
-from sae_hacking.llm.corpus import CorpusSpec, TokenBatch, iter_texts, iter_token_batches
-from sae_hacking.llm.distributed import RankInfo, barrier, init_ranks, rank_device, shutdown
-from sae_hacking.llm.models import DEFAULT_MODEL, TINY_MODEL, load_model, parse_dtype, stop_layer
+from sae_hacking.llm.cooccurrence_config import CooccurrenceConfig, choose_count_dtype
+from sae_hacking.llm.corpus import TokenBatch, iter_texts, iter_token_batches
+from sae_hacking.llm.distributed import RankInfo, init_ranks, rank_device, shutdown
+from sae_hacking.llm.models import (
+    load_model,
+    model_config,
+    parse_dtype,
+    stop_layer,
+)
 from sae_hacking.llm.saes import (
-    DEFAULT_ABLATOR_ID,
-    DEFAULT_RELEASE,
-    TINY_ABLATOR_ID,
     TINY_RELEASE,
+    check_release_id,
     firing_latents,
     resolve_sae,
     sae_hook_name,
 )
 
-INT32_LIMIT = 2**31 - 1
-# Keys a resumed run must share with the checkpoint it continues.
-RESUME_KEYS = (
-    "model",
-    "sae_release",
-    "sae_id",
-    "layout",
-    "width",
-    "rows",
-    "dataset",
-    "max_tokens_in_prompt",
-    "batch_size",
-    "count_bos",
-    "world",
-)
-
-
-@dataclass(frozen=True)
-class CooccurrenceConfig:
-    """Everything a co-occurrence run depends on."""
-
-    model: str = DEFAULT_MODEL
-    sae_release: str | None = None
-    sae_id: str | None = None
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    max_tokens_in_prompt: int = 1024
-    batch_size: int = 8
-    max_prompts: int | None = None
-    max_tokens: int = 1_000_000_000
-    rows: tuple[int, ...] = ()
-    count_bos: bool = False
-    count_dtype: str = "auto"
-    save_every: int = 0
-    resume: Path | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-    output_dir: Path = field(default_factory=default_output_dir)
-
-    def __post_init__(self) -> None:
-        positive = {
-            "--max-tokens-in-prompt": self.max_tokens_in_prompt,
-            "--batch-size": self.batch_size,
-        }
-        for flag, value in positive.items():
-            if value < 1:
-                raise UserInputError(flag, f"{value} must be at least 1")
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise UserInputError(
-                "--max-prompts", "must be at least 1 (leave it out for the whole corpus)"
-            )
-        if self.max_tokens < 0:
-            raise UserInputError("--max-tokens", "must be 0 (no limit) or positive")
-        if self.save_every < 0:
-            raise UserInputError(
-                "--save-every", "must be 0 (only at the end) or a number of batches"
-            )
-        if self.count_dtype not in ("auto", "int32", "int64"):
-            raise UserInputError("--count-dtype", f"'{self.count_dtype}'; use auto, int32 or int64")
-        if any(row < 0 for row in self.rows) or len(set(self.rows)) != len(self.rows):
-            raise UserInputError("--rows", "latent ids must be distinct and non-negative")
-        if self.count_dtype == "int32" and self.max_tokens == 0:
-            raise UserInputError("--count-dtype", "int32 needs a --max-tokens limit below 2^31")
-        if self.resume is not None and not bundle_paths(self.resume, COUNTS)[1].is_file():
-            raise UserInputError("--resume", f"'{self.resume}' has no checkpoint ({COUNTS}.json)")
-        parse_dtype(self.dtype)
-
-    @property
-    def release(self) -> str:
-        if self.sae_release is not None:
-            return self.sae_release
-        return TINY_RELEASE if self.model == TINY_MODEL else DEFAULT_RELEASE
-
-    @property
-    def ablator_id(self) -> str:
-        if self.sae_id is not None:
-            return self.sae_id
-        return TINY_ABLATOR_ID if self.release == TINY_RELEASE else DEFAULT_ABLATOR_ID
-
-
-def choose_count_dtype(config: CooccurrenceConfig, world: int) -> torch.dtype:
-    """int32 when no count can pass 2^31 (a pair count is at most the tokens counted), else int64."""
-    if config.count_dtype != "auto":
-        return torch.int32 if config.count_dtype == "int32" else torch.int64
-    # Budgets are checked after each batch, so a rank may overshoot by one batch.
-    overshoot = world * config.batch_size * config.max_tokens_in_prompt
-    fits = config.max_tokens > 0 and config.max_tokens + overshoot <= INT32_LIMIT
-    return torch.int32 if fits else torch.int64
-
 
 def _share(total: int, ranks: RankInfo) -> int:
     return total // ranks.world + int(ranks.rank < total % ranks.world)
-
-
-@dataclass
-class Counter:
-    """This rank's accumulators and progress."""
-
-    counts: Tensor
-    firing_E: Tensor
-    prompts: int = 0
-    tokens: int = 0
-    prompts_before: int = 0
 
 
 @torch.inference_mode()
@@ -174,112 +75,6 @@ def active_of_batch(
     acts = hook_acts(model, hook_name, batch)
     x_TM = acts.reshape(*acts.shape[:2], -1)[batch.counted_BS]
     return firing_latents(sae, x_TM)
-
-
-def _manifest(
-    config: CooccurrenceConfig,
-    sae: SAE[Any],
-    ranks: RankInfo,
-    dtype: torch.dtype,
-    progress: list[dict[str, int]],
-    complete: bool,
-) -> dict[str, Any]:
-    return {
-        "layout": ROWS if config.rows else TRIANGLE,
-        "width": sae.cfg.d_sae,
-        "rows": list(config.rows) or None,
-        "count_dtype": str(dtype).removeprefix("torch."),
-        "tokens": sum(p["tokens"] for p in progress),
-        "prompts": sum(p["prompts"] for p in progress),
-        "model": config.model,
-        "sae_release": config.release,
-        "sae_id": config.ablator_id,
-        "hook_name": sae_hook_name(sae),
-        "neuronpedia_id": sae.cfg.metadata.neuronpedia_id,
-        "dataset": config.corpus.describe(),
-        "max_tokens_in_prompt": config.max_tokens_in_prompt,
-        "batch_size": config.batch_size,
-        "count_bos": config.count_bos,
-        "world": ranks.world,
-        "progress": progress,
-        "complete": complete,
-    }
-
-
-def _gather_progress(counter: Counter, ranks: RankInfo) -> list[dict[str, int]]:
-    mine = torch.tensor(
-        [counter.prompts_before + counter.prompts, counter.tokens], dtype=torch.int64
-    )
-    if ranks.world == 1:
-        return [{"prompts": int(mine[0]), "tokens": int(mine[1])}]
-    everyone = [torch.zeros_like(mine) for _ in range(ranks.world)]
-    dist.all_gather(everyone, mine.to(counter.counts.device) if counter.counts.is_cuda else mine)
-    return [{"prompts": int(t[0]), "tokens": int(t[1])} for t in everyone]
-
-
-def checkpoint(
-    config: CooccurrenceConfig,
-    run_dir: Path,
-    sae: SAE[Any],
-    counter: Counter,
-    ranks: RankInfo,
-    complete: bool,
-) -> None:
-    """Reduce every rank's counts into rank 0, which writes them atomically (collective)."""
-    progress = _gather_progress(counter, ranks)
-    if ranks.world > 1:
-        for tensor in (counter.counts, counter.firing_E):
-            dist.reduce(tensor, dst=0)
-            if not ranks.is_main:
-                tensor.zero_()
-    if ranks.is_main:
-        manifest = _manifest(config, sae, ranks, counter.counts.dtype, progress, complete)
-        key = "row_counts" if config.rows else "pair_counts"
-        save_counts(run_dir, {key: counter.counts, "firing_counts": counter.firing_E}, manifest)
-        if complete and not config.rows:
-            save_ever_cooccurred(run_dir, counter.counts, manifest)
-    barrier(ranks)
-
-
-def _start_counter(
-    config: CooccurrenceConfig,
-    width: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    ranks: RankInfo,
-) -> Counter:
-    shape = (len(config.rows), width) if config.rows else (triangle_size(width),)
-    counter = Counter(
-        torch.zeros(shape, dtype=dtype, device=device),
-        torch.zeros(width, dtype=torch.int64, device=device),
-    )
-    if config.resume is None:
-        return counter
-    manifest = load_manifest(config.resume, COUNTS)
-    progress = manifest["progress"][ranks.rank]
-    counter.prompts_before, counter.tokens = progress["prompts"], progress["tokens"]
-    if ranks.is_main:
-        key = "row_counts" if config.rows else "pair_counts"
-        saved, _ = load_bundle(config.resume, COUNTS)
-        counter.counts.copy_(saved[key])
-        counter.firing_E.copy_(saved["firing_counts"])
-    return counter
-
-
-def _check_resumable(
-    config: CooccurrenceConfig, expected: dict[str, Any], dtype: torch.dtype
-) -> None:
-    assert config.resume is not None
-    saved = load_manifest(config.resume, COUNTS)
-    if saved.get("complete"):
-        raise UserInputError("--resume", f"'{config.resume}' is already complete")
-    for key in (*RESUME_KEYS, "count_dtype"):
-        want = expected[key] if key != "count_dtype" else str(dtype).removeprefix("torch.")
-        if jsonable(saved.get(key)) != jsonable(want):
-            raise UserInputError(
-                "--resume",
-                f"the checkpoint has {key}={saved.get(key)!r} but this run has {want!r}; pass the same flags",
-            )
 
 
 def _shared_run_dir(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
@@ -323,8 +118,32 @@ def run(config: CooccurrenceConfig) -> Path:
         shutdown(ranks)
 
 
+def _load_checked(
+    config: CooccurrenceConfig, device: torch.device
+) -> tuple[HookedSAETransformer, SAE[Any]]:
+    """Model and SAE, every name and pairing checked before any download that can be avoided."""
+    model_config(config.model)
+    if config.release != TINY_RELEASE and not Path(config.release).is_dir():
+        check_release_id(config.release, config.ablator_id)
+    model = load_model(config.model, device, parse_dtype(config.dtype))
+    sae = resolve_sae(model, config.release, config.ablator_id, device)
+    if config.rows and max(config.rows) >= sae.cfg.d_sae:
+        raise UserInputError(
+            "--rows",
+            f"latent {max(config.rows)} is out of range; the SAE has {sae.cfg.d_sae} latents",
+        )
+    return model, sae
+
+
 def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
     device = rank_device(resolve_device(config.device), ranks)
+    model, sae = _load_checked(config, device)
+    hook_name = sae_hook_name(sae)
+    width = sae.cfg.d_sae
+    dtype = choose_count_dtype(config, ranks.world)
+    if config.resume is not None:
+        check_resumable(config, manifest_of(config, sae, ranks, dtype, [], False), dtype)
+    # The run directory is made only once every input has been checked.
     run_dir = _shared_run_dir(config, ranks)
     if ranks.is_main:
         if config.resume is None:
@@ -333,18 +152,7 @@ def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
             append_jsonl(
                 run_dir / "resumes.jsonl", {"config": jsonable(config), "command": command_line()}
             )
-    model = load_model(config.model, device, parse_dtype(config.dtype))
-    sae = resolve_sae(model, config.release, config.ablator_id, device)
-    hook_name = sae_hook_name(sae)
-    width = sae.cfg.d_sae
-    if config.rows and max(config.rows) >= width:
-        raise UserInputError(
-            "--rows", f"latent {max(config.rows)} is out of range; the SAE has {width} latents"
-        )
-    dtype = choose_count_dtype(config, ranks.world)
-    if config.resume is not None:
-        _check_resumable(config, _manifest(config, sae, ranks, dtype, [], False), dtype)
-    counter = _start_counter(config, width, dtype, device, ranks)
+    counter = start_counter(config, width, dtype, device, ranks)
     assert model.tokenizer is not None
     texts = iter_texts(config.corpus, ranks.rank, ranks.world, skip=counter.prompts_before)
     prompt_budget = (

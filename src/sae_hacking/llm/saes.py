@@ -237,7 +237,10 @@ def resolve_sae(
     if release == TINY_RELEASE:
         sae = tiny_sae(model, sae_id, device)
     elif Path(release).is_dir():
-        sae = load_sae_from_disk(Path(release), device, flag="--sae-release")
+        # The directory, not the id, chose this SAE: name its flag (--sae-release,
+        # --ablator-sae-release, ...) in any error.
+        flag = flag.removesuffix("-id") + "-release" if flag.endswith("-id") else flag
+        sae = load_sae_from_disk(Path(release), device, flag=flag)
     else:
         sae = load_sae(release, sae_id, device, flag=flag)
     check_pairing(model.cfg, sae, flag)

@@ -5,7 +5,14 @@ import torch
 from typer.testing import CliRunner
 
 from sae_hacking.toy.absorption import AbsorptionThresholds
-from sae_hacking.toy.hedging_experiment import SAESettings, build_sae, fit, score_sae, variants
+from sae_hacking.toy.hedging_experiment import (
+    SAESettings,
+    build_sae,
+    notebook_settings,
+    score_sae,
+    variants,
+)
+from sae_hacking.toy.training import train
 from sae_hacking.toy.tree import TreeSource
 from sae_hacking.toy.tree_spec import PRESETS
 from sae_hacking.toy_hedging_absorption import app
@@ -24,7 +31,8 @@ def test_standard_absorbs_detached_hedges_and_balanced_reduces_both() -> None:
             0.0,
             torch.Generator().manual_seed(2),
         )
-        fit(sae, source, 400, 2048, 1e-2, torch.Generator().manual_seed(3))
+        settings = notebook_settings(400, 2048, 1e-2)
+        train(sae, source, settings, torch.Generator().manual_seed(3), x_BM[:2048])
         scores[variant.name] = score_sae(sae, source, x_BM, acts_BN, AbsorptionThresholds(), 2)
     absorption = {name: s["absorption_fraction"] for name, s in scores.items()}
     hedging = {name: s["decoder_hedging"] for name, s in scores.items()}

@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+from sae_hacking.core.topk import topk_decode, topk_encode
+from sae_hacking.toy.matryoshka import MatryoshkaSAE, MatryoshkaShape
+from sae_hacking.toy.sparse_code import decode_top_k, top_k
 from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
 
 
@@ -67,3 +70,31 @@ def test_auxk_gives_dead_latents_a_gradient() -> None:
 def test_k_larger_than_width_is_refused() -> None:
     with pytest.raises(ValueError, match="k=17"):
         TopKSAE(TopKShape(model_dim=8, width=16, k=17), torch.Generator())
+
+
+def test_unchecked_training_kernels_give_the_checked_public_results() -> None:
+    pre_BE = torch.randn(64, 40)
+    W_dec_EM, b_dec_M = torch.randn(40, 8), torch.randn(8)
+    acts_BK, idx_BK = top_k(pre_BE, 5)
+    public_acts_BK, public_idx_BK = topk_encode(pre_BE, 5)
+    assert torch.equal(acts_BK, public_acts_BK) and torch.equal(idx_BK, public_idx_BK)
+    assert torch.equal(
+        decode_top_k(acts_BK, idx_BK, W_dec_EM, b_dec_M),
+        topk_decode(acts_BK, idx_BK, W_dec_EM, b_dec_M),
+    )
+
+
+def test_training_loss_is_the_squared_error_of_the_public_reconstruction() -> None:
+    sae = make_sae()
+    x_BM = torch.randn(32, 8)
+    expected = (sae.reconstruct(x_BM) - x_BM).square().sum(-1).mean()
+    torch.testing.assert_close(sae.loss(x_BM).total, expected)
+
+
+def test_topk_and_matryoshka_saes_share_one_initialisation() -> None:
+    topk = TopKSAE(TopKShape(model_dim=8, width=6, k=2), torch.Generator().manual_seed(4))
+    shape = MatryoshkaShape(model_dim=8, width=6, prefix_widths=(6,), level_multipliers=(1.0,))
+    matryoshka = MatryoshkaSAE(shape, torch.Generator().manual_seed(4))
+    assert torch.equal(topk.W_dec_EM, matryoshka.W_dec_EM)
+    assert torch.equal(topk.W_enc_ME, topk.W_dec_EM.T)
+    assert not topk.b_dec_M.requires_grad and matryoshka.b_dec_M.requires_grad

@@ -5,7 +5,17 @@ import pytest
 import torch
 from sae_lens.synthetic import ActivationGenerator, HierarchyNode, hierarchy_modifier
 
-from sae_hacking.toy.tree import TreeSource, compile_forest, feature_directions, sample_tree
+from sae_hacking.toy.protocol import HasSiblings
+from sae_hacking.toy.tree import (
+    CompiledTree,
+    TreeDraws,
+    TreeSource,
+    compile_forest,
+    draw_tree,
+    feature_directions,
+    magnitudes_from_draws,
+    sample_tree,
+)
 from sae_hacking.toy.tree_spec import (
     PRESETS,
     Forest,
@@ -150,3 +160,77 @@ def test_bad_specs_are_refused_naming_the_node(spec: dict, message: str) -> None
 def test_unknown_preset_or_missing_file_is_refused() -> None:
     with pytest.raises(ValueError, match="neither a preset"):
         load_forest("no-such-tree")
+
+
+def reference_magnitudes(tree: CompiledTree, draws: TreeDraws) -> torch.Tensor:
+    """One sample and one node at a time, parents before children (nodes are stored by depth)."""
+    nodes, batch = draws.fire_DB.shape
+    out = torch.zeros(tree.num_features, batch)
+    for b in range(batch):
+        fired = [False] * nodes
+        for d in range(nodes):
+            group = int(tree.group_D[d])
+            if group >= 0:
+                assert draws.pick_DB is not None
+                pick = float(draws.pick_DB[d, b])
+                own = float(tree.low_D[d]) <= pick < float(tree.high_D[d])
+            else:
+                own = float(draws.fire_DB[d, b]) < float(tree.p_D[d])
+            parent = int(tree.parent_D[d])
+            fired[d] = own and (parent < 0 or fired[parent])
+        for n in range(tree.num_features):
+            if fired[int(tree.node_of_N[n])]:
+                noise = 0.0 if draws.noise_NB is None else float(draws.noise_NB[n, b])
+                out[n, b] = abs(float(tree.mean_N[n]) + float(tree.std_N[n]) * noise)
+    return out
+
+
+MIXED = Forest(
+    (
+        TreeNode(
+            0.7,
+            exclusive=True,
+            children=(
+                TreeNode(0.3, children=(TreeNode(0.5, mean=2.0, std=0.3),)),
+                TreeNode(0.5, read_out=False, children=(TreeNode(0.6), TreeNode(0.9))),
+                TreeNode(0.2),
+            ),
+        ),
+        TreeNode(0.4, read_out=False, children=(TreeNode(0.5), TreeNode(0.5, std=1.0))),
+    )
+)
+
+
+@pytest.mark.parametrize("forest", [MIXED, PRESETS["notebook"], PRESETS["25x3"]])
+def test_vectorized_sampler_matches_a_per_sample_loop_on_the_same_draws(forest: Forest) -> None:
+    tree = compile_forest(forest)
+    draws = draw_tree(tree, 40, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(
+        magnitudes_from_draws(tree, draws), reference_magnitudes(tree, draws), rtol=0, atol=1e-6
+    )
+
+
+def test_draws_skip_groups_and_noise_the_tree_does_not_have() -> None:
+    draws = draw_tree(compile_forest(PRESETS["25x3"]), 8, torch.Generator())
+    assert draws.pick_DB is None and draws.noise_NB is None
+    mixed = draw_tree(compile_forest(MIXED), 8, torch.Generator())
+    assert mixed.pick_DB is not None and mixed.noise_NB is not None
+
+
+def test_nodes_are_stored_by_depth_with_features_numbered_depth_first() -> None:
+    tree = compile_forest(MIXED)
+    assert tree.level_bounds == ((2, 7), (7, 10))
+    assert tree.names == ("f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7")
+    assert tree.parent_N.tolist() == [-1, 0, 1, 0, 0, 0, -1, -1]
+    assert tree.std_N.nonzero().flatten().tolist() == [2, 7]
+    parents = tree.parent_D.tolist()
+    assert all(parents[d] < start for start, stop in tree.level_bounds for d in range(start, stop))
+
+
+def test_tree_source_states_its_siblings_with_roots_parentless() -> None:
+    source = TreeSource.build(PRESETS["25x3"], 64, torch.Generator().manual_seed(0))
+    assert isinstance(source, HasSiblings)
+    siblings = source.siblings
+    assert torch.equal(siblings.parents_AM, source.features_NM)
+    assert siblings.parent_of_N[:8].tolist() == [-1, 0, 0, 0, -1, 4, 4, 4]
+    assert siblings.has_parent_N.sum().item() == 75

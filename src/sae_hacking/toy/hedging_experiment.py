@@ -25,6 +25,8 @@ from sae_hacking.toy.absorption import (
 from sae_hacking.toy.hedging import hedging_scores
 from sae_hacking.toy.matryoshka import MatryoshkaSAE, MatryoshkaShape, truth_directions
 from sae_hacking.toy.probing import k_sparse_probing
+from sae_hacking.toy.schedule import Schedule
+from sae_hacking.toy.training import TrainSettings
 from sae_hacking.toy.tree import TreeSource
 
 
@@ -96,28 +98,14 @@ def build_sae(
     return sae
 
 
-def fit(
-    sae: MatryoshkaSAE,
-    source: TreeSource,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-) -> None:
-    """Plain Adam on fresh batches, no host sync inside the loop.
+def notebook_settings(steps: int, batch_size: int, lr: float) -> TrainSettings:
+    """The notebook's training as trainer settings: constant-rate Adam, no warm-up, no clipping.
 
-    Stands in for the toolkit's toy trainer (``toy.training.train``) until that lands; the
-    notebook's own loop is the same: constant-rate Adam, no warm-up, no clipping.
+    Evaluated only at the start and the end: the experiment scores each SAE once, afterwards.
     """
-    optimizer = torch.optim.Adam(sae.parameters(), lr=lr)
-    sae.train()
-    for _ in range(steps):
-        x_BM, _ = source.sample(batch_size, generator)
-        loss = sae.loss(x_BM).total
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    sae.eval()
+    return TrainSettings(
+        steps, batch_size, lr, Schedule(decay="constant"), grad_clip=0.0, log_every=steps
+    )
 
 
 @torch.no_grad()

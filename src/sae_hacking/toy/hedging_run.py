@@ -19,12 +19,13 @@ from sae_hacking.toy.hedging_experiment import (
     SAESettings,
     Variant,
     build_sae,
-    fit,
+    notebook_settings,
     score_sae,
     variants,
 )
 from sae_hacking.toy.hedging_plots import save_heatmaps
 from sae_hacking.toy.matryoshka import parse_ordering
+from sae_hacking.toy.training import train
 from sae_hacking.toy.tree import TreeSource, compile_forest
 from sae_hacking.toy.tree_spec import load_forest
 
@@ -132,6 +133,7 @@ def run_hierarchy(
         k=config.k,
         l1_coefficient=config.l1_coefficient,
     )
+    training = notebook_settings(config.steps, config.batch_size, config.lr)
     eval_gen = torch.Generator(device=config.device).manual_seed(config.seed + 1)
     x_BM, acts_BN = source.sample(config.eval_samples, eval_gen)
     rows, saes = [], []
@@ -139,7 +141,7 @@ def run_hierarchy(
         sae_gen = torch.Generator(device=config.device).manual_seed(config.seed + 2)
         sae = build_sae(variant, source, settings, ordering, config.init_noise, sae_gen)
         data_gen = torch.Generator(device=config.device).manual_seed(config.seed + 3)
-        fit(sae, source, config.steps, config.batch_size, config.lr, data_gen)
+        train(sae, source, training, data_gen, x_BM[: config.batch_size])
         scores = score_sae(sae, source, x_BM, acts_BN, config.thresholds, config.probe_k_max)
         rows.append(Row(hierarchy, variant, scores))
         saes.append((variant.name, sae))

@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
 from sae_hacking.core.topk import densify, topk_encode
 from sae_hacking.toy.protocol import LossParts
-from sae_hacking.toy.topk_sae import random_unit_rows, reconstruction_error
+from sae_hacking.toy.sae_weights import TiedInitSAE
+from sae_hacking.toy.topk_sae import reconstruction_error
 
 Sparsity = Literal["topk", "l1"]
 
@@ -69,25 +70,15 @@ class MatryoshkaShape:
             )
 
 
-class MatryoshkaSAE(nn.Module):
+class MatryoshkaSAE(TiedInitSAE):
     """A ``ToySAE`` whose loss reconstructs from every prefix of its latents."""
 
     def __init__(self, shape: MatryoshkaShape, generator: torch.Generator) -> None:
-        super().__init__()
+        super().__init__(shape.width, shape.model_dim, generator, train_decoder_bias=True)
         self.shape = shape
-        self.width = shape.width
-        device = generator.device
-        W_dec_EM = random_unit_rows(shape.width, shape.model_dim, 1.0, generator)
-        self.W_dec_EM = nn.Parameter(W_dec_EM)
-        self.W_enc_ME = nn.Parameter(W_dec_EM.T.clone())
-        self.b_enc_E = nn.Parameter(torch.zeros(shape.width, device=device))
-        self.b_dec_M = nn.Parameter(torch.zeros(shape.model_dim, device=device))
 
     def hyperparameters(self) -> dict[str, Any]:
         return asdict(self.shape)
-
-    def preactivations(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
-        return torch.addmm(self.b_enc_E, x_BM - self.b_dec_M, self.W_enc_ME)
 
     def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
         pre_BE = self.preactivations(x_BM)
@@ -98,12 +89,6 @@ class MatryoshkaSAE(nn.Module):
 
     def reconstruct(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B M"]:
         return self.encode_dense(x_BM) @ self.W_dec_EM + self.b_dec_M
-
-    def decoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_dec_EM
-
-    def encoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_enc_ME.T
 
     def l1_penalty(self, acts_BE: Float[Tensor, "B E"], start: int, stop: int) -> Tensor:
         """``l1_coefficient`` times the decoder-norm-weighted L1 of latents ``[start, stop)``."""
@@ -136,13 +121,6 @@ class MatryoshkaSAE(nn.Module):
             parts["mse_outer"] = mse.detach()
         parts["l0"] = (acts_BE > 0).float().sum(-1).mean().detach()
         return LossParts(total, parts)
-
-    @torch.no_grad()
-    def load_directions(self, directions_DM: Float[Tensor, "D M"]) -> None:
-        """Set the first D decoder rows (and the matching encoder columns) to given directions."""
-        rows = min(directions_DM.shape[0], self.width)
-        self.W_dec_EM[:rows] = directions_DM[:rows]
-        self.W_enc_ME[:, :rows] = directions_DM[:rows].T
 
 
 def parse_ordering(text: str, num_features: int) -> Int[Tensor, " D"]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 
@@ -32,10 +32,19 @@ class FeatureSource(Protocol):
 
 @dataclass(frozen=True)
 class SiblingStructure:
-    """Which true features are siblings: ``parent_of_N[n]`` is the parent row of feature ``n``."""
+    """Which true features are siblings: ``parent_of_N[n]`` is the parent row of feature ``n``.
+
+    ``parent_of_N[n] == -1`` marks a feature with no parent (a tree's root, or a feature whose
+    ancestors are all hidden gates); such a feature is nobody's sibling and no child.
+    """
 
     parents_AM: Float[Tensor, "A M"]
     parent_of_N: Int[Tensor, " N"]
+
+    @property
+    def has_parent_N(self) -> Bool[Tensor, " N"]:
+        """The features that are children of some parent row."""
+        return self.parent_of_N >= 0
 
 
 @runtime_checkable

@@ -4,13 +4,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
-from sae_hacking.core.similarity import unit_rows
 from sae_hacking.core.topk import densify, topk_decode, topk_encode
 from sae_hacking.toy.auxk import AuxKSettings, reconstruction_loss_with_auxk
 from sae_hacking.toy.protocol import LossParts
+from sae_hacking.toy.sae_weights import TiedInitSAE, random_unit_rows
+from sae_hacking.toy.sparse_code import decode_top_k, top_k
+
+__all__ = ["TopKSAE", "TopKShape", "random_unit_rows", "reconstruction_error"]
 
 
 @dataclass(frozen=True)
@@ -32,46 +36,28 @@ class TopKShape:
         return AuxKSettings(self.aux_k, self.aux_coefficient, self.dead_after_steps)
 
 
-def random_unit_rows(
-    rows: int, model_dim: int, norm: float, generator: torch.Generator
-) -> Float[Tensor, "D M"]:
-    """Random directions of a given norm, on the generator's device."""
-    raw_DM = torch.randn(rows, model_dim, generator=generator, device=generator.device)
-    return norm * unit_rows(raw_DM)
-
-
 def reconstruction_error(recon_BM: Float[Tensor, "B M"], x_BM: Float[Tensor, "B M"]) -> Tensor:
     """Squared error summed over the model dimension, averaged over the batch."""
-    return (recon_BM - x_BM).square().sum(-1).mean()
+    # One fused kernel (and one in backward) instead of sub, square, sum and mean.
+    return F.mse_loss(recon_BM, x_BM, reduction="sum") / x_BM.shape[0]
 
 
-class TopKSAE(nn.Module):
+class TopKSAE(TiedInitSAE):
     """Keep the ``k`` largest pre-activations (ReLU'd); decode from the sparse code."""
 
     def __init__(self, shape: TopKShape, generator: torch.Generator) -> None:
-        super().__init__()
         if not 1 <= shape.k <= shape.width:
             raise ValueError(f"k={shape.k} must lie in [1, width={shape.width}]")
+        super().__init__(shape.width, shape.model_dim, generator, shape.decoder_bias)
         self.shape = shape
-        self.width = shape.width
         self.k = shape.k
-        device = generator.device
-        W_dec_EM = random_unit_rows(shape.width, shape.model_dim, 1.0, generator)
-        self.W_dec_EM = nn.Parameter(W_dec_EM)
-        self.W_enc_ME = nn.Parameter(W_dec_EM.T.clone())
-        self.b_enc_E = nn.Parameter(torch.zeros(shape.width, device=device))
-        self.b_dec_M = nn.Parameter(
-            torch.zeros(shape.model_dim, device=device), requires_grad=shape.decoder_bias
-        )
         self.register_buffer(
-            "steps_since_fired_E", torch.zeros(shape.width, dtype=torch.int64, device=device)
+            "steps_since_fired_E",
+            torch.zeros(shape.width, dtype=torch.int64, device=generator.device),
         )
 
     def hyperparameters(self) -> dict[str, Any]:
         return asdict(self.shape)
-
-    def preactivations(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
-        return torch.addmm(self.b_enc_E, x_BM - self.b_dec_M, self.W_enc_ME)
 
     def encode(self, x_BM: Float[Tensor, "B M"]) -> tuple[Float[Tensor, "B K"], Int[Tensor, "B K"]]:
         return topk_encode(self.preactivations(x_BM), self.k)
@@ -84,16 +70,11 @@ class TopKSAE(nn.Module):
         acts_BK, idx_BK = self.encode(x_BM)
         return topk_decode(acts_BK, idx_BK, self.W_dec_EM, self.b_dec_M)
 
-    def decoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_dec_EM
-
-    def encoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_enc_ME.T
-
     def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
+        # The training step calls the unchecked kernels: see toy/sparse_code.py.
         pre_BE = self.preactivations(x_BM)
-        acts_BK, idx_BK = topk_encode(pre_BE, self.k)
-        recon_BM = topk_decode(acts_BK, idx_BK, self.W_dec_EM, self.b_dec_M)
+        acts_BK, idx_BK = top_k(pre_BE, self.k)
+        recon_BM = decode_top_k(acts_BK, idx_BK, self.W_dec_EM, self.b_dec_M)
         mse = reconstruction_error(recon_BM, x_BM)
         steps_since_fired_E: Tensor = self.steps_since_fired_E  # pyright: ignore[reportAssignmentType]
         return reconstruction_loss_with_auxk(
@@ -105,10 +86,3 @@ class TopKSAE(nn.Module):
             self.W_dec_EM,
             self.shape.auxk_settings(),
         )
-
-    @torch.no_grad()
-    def load_directions(self, directions_DM: Float[Tensor, "D M"]) -> None:
-        """Set the first D decoder rows (and the matching encoder columns) to given directions."""
-        rows = min(directions_DM.shape[0], self.width)
-        self.W_dec_EM[:rows] = directions_DM[:rows]
-        self.W_enc_ME[:, :rows] = directions_DM[:rows].T

@@ -88,6 +88,7 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path: Path) -> None:
         (["--sparsity", "l2"], "--sparsity"),
         (["--steps", "0"], "--steps"),
         (["--threads", "0"], "--threads"),
+        (["--inner-width", "4"], "--inner-width"),
     ]
     for flags, name in cases:
         result = runner.invoke(app, [*flags, "--output-dir", str(tmp_path)])

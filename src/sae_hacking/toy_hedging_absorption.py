@@ -41,6 +41,10 @@ def main(
     feature_ordering: Annotated[
         str | None, typer.Option(help="feature index for each latent at init, e.g. 0,1,2,3")
     ] = None,
+    inner_width: Annotated[
+        int | None,
+        typer.Option(help="latents in the inner Matryoshka level [the tree's top parents]"),
+    ] = None,
     init_noise: Annotated[
         float, typer.Option(help="noise added to the true features at init")
     ] = 0.0,
@@ -92,6 +96,7 @@ def main(
             l1_coefficient=l1_coefficient,
             init_to_truth=init_to_truth,
             feature_ordering=feature_ordering,
+            inner_width=inner_width,
             init_noise=init_noise,
             steps=steps,
             batch_size=batch_size,

@@ -55,6 +55,8 @@ class HedgingAbsorptionConfig:
     l1_coefficient: float = 3e-2
     init_to_truth: bool = True
     feature_ordering: str | None = None
+    # None: as many inner latents as the tree has parentless features (its top parents).
+    inner_width: int | None = None
     init_noise: float = 0.0
     steps: int = 1500
     batch_size: int = 4096
@@ -70,8 +72,15 @@ class HedgingAbsorptionConfig:
                 forest = load_forest(spec)
             except ValueError as error:
                 raise UserInputError("--hierarchy", str(error)) from error
+            tree = compile_forest(forest)
+            features = tree.num_features
+            inner = self.inner_width or int((tree.parent_N < 0).sum())
+            if inner >= features:
+                raise UserInputError(
+                    "--inner-width",
+                    f"{spec}: {inner} inner latents of {features} leave no outer one",
+                )
             if self.feature_ordering is not None:
-                features = compile_forest(forest).num_features
                 try:
                     parse_ordering(self.feature_ordering, features)
                 except ValueError as error:
@@ -92,6 +101,8 @@ class HedgingAbsorptionConfig:
         ):
             if value < 1:
                 raise UserInputError(flag, f"{value} must be at least 1")
+        if self.inner_width is not None and self.inner_width < 1:
+            raise UserInputError("--inner-width", f"{self.inner_width} must be at least 1")
         if self.lr <= 0:
             raise UserInputError("--lr", f"{self.lr} must be positive")
         if self.l1_coefficient < 0:
@@ -123,12 +134,17 @@ def run_hierarchy(
     generator = torch.Generator(device=config.device).manual_seed(config.seed)
     source = TreeSource.build(load_forest(hierarchy), config.model_dim, generator)
     num_features = source.features_NM.shape[0]
+    top_N = source.parent_N < 0
+    inner_width = config.inner_width or int(top_N.sum())
     ordering = None
     if config.init_to_truth:
-        text = config.feature_ordering or ",".join(str(n) for n in range(num_features))
+        # Top parents first, so that they start as the inner Matryoshka latents.
+        default = torch.cat([top_N.nonzero(), (~top_N).nonzero()]).flatten().tolist()
+        text = config.feature_ordering or ",".join(str(n) for n in default)
         ordering = parse_ordering(text, num_features)
     settings = SAESettings(
         width=num_features,
+        inner_width=inner_width,
         sparsity=config.sparsity,
         k=config.k,
         l1_coefficient=config.l1_coefficient,

@@ -8,7 +8,8 @@ Trained from a random start with children on, the children become whole-feature 
 each parent latent only gates two arbitrary features (measured: parent cosine ~0.6 to the true
 parents, pair detection 0-0.07). So the loss first trains the parents alone, as a plain top-k SAE,
 for ``child_warmup_samples`` samples: the parents settle on the true parents, and only then do
-the children learn the offsets that tell siblings apart (pair detection 0.6-0.9, see the README).
+the children learn the offsets that tell siblings apart (pair detection 0.77-0.80 over three
+seeds at the default run, 0.87 at the original's settings).
 The warm-up touches only the training loss; ``encode``/``reconstruct`` always use the children.
 
 The ``G = 3E`` latents share one encoder and one decoder matrix: rows ``[0, E)`` are parents and

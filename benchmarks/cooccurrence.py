@@ -1,15 +1,22 @@
 """Co-occurrence counting: the original's per-prompt sparse matmul into a dense float32 matrix
-against this toolkit's per-token pair scatter into a packed integer triangle, same activations,
-one thread; then the whole counting loop against a forward pass alone on the tiny model.
+against this toolkit's pair scatter into a packed integer triangle, same activations, one thread;
+the counting loop's cost on top of a forward pass alone, on two stand-in models side by side; and
+the memory the counts take, measured at a scaled-down width.
 
-    uv run benchmarks/cooccurrence.py [--width 16384] [--prompts 32] [--seq 128] [--l0 64] [--device cpu]
+    uv run benchmarks/cooccurrence.py [--width 16384] [--prompts 32] [--seq 128] [--l0 64]
 
-Memory model (E latents): the original keeps E*E float32 = 4 E^2 bytes; the packed triangle keeps
-E(E-1)/2 counts = 2 E^2 bytes as int32 (4 E^2 as int64), plus 8 E bytes of firing counts and
-E^2/16 bytes for the bit-packed "ever co-occurred" file. At E = 65,536: 17.2 GB, 8.6 GB, 268 MB.
+Memory model (E latents, P = E(E-1)/2 pairs): the original keeps E*E float32 = 8 bytes per pair;
+the packed triangle keeps 4 bytes per pair as int32 (8 as int64), plus 1/8 byte per pair for the
+bit-packed "ever co-occurred" file at checkpoints and 8 E bytes of firing counts. Scratch is
+bounded by the chunk sizes (--max-pairs of the scatter, 2^26 entries when packing bits), not by E.
+At E = 65,536: 17.2 GB, 8.6 GB, 268 MB.
 """
 
+import multiprocessing
+import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +27,13 @@ from rich.table import Table
 
 from sae_hacking.core.cooccurrence import add_counts_
 from sae_hacking.core.triangle import triangle_size
-from sae_hacking.llm import TINY_ABLATOR_ID, iter_token_batches, tiny_model, tiny_sae
-from sae_hacking.llm.cooccurrence_run import active_of_batch
-from sae_hacking.llm.models import stop_layer
+from sae_hacking.io.cooccurrence_results import save_counts, save_ever_cooccurred
+from sae_hacking.llm import iter_token_batches, tiny_model, tiny_sae
+from sae_hacking.llm.cooccurrence_run import active_of_batch, hook_acts
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+HOOK = "blocks.3.hook_resid_post"
 
 
 def random_active(
@@ -55,89 +63,173 @@ def toolkit_counting(active_BSE: torch.Tensor) -> torch.Tensor:
     return counts_P
 
 
-def timed(work, device: torch.device, repeats: int = 3) -> tuple[float, object]:
-    best, result = float("inf"), None
+def best_times(works: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall time of each work, the works interleaved so a noisy neighbour hits all alike."""
+    best = dict.fromkeys(works, float("inf"))
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        result = work()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, work in works.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            work()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
-def counting_table(width: int, prompts: int, seq: int, l0: float, device: torch.device) -> Table:
+def counting_table(
+    width: int, prompts: int, seq: int, l0: float, device: torch.device, repeats: int
+) -> Table:
     generator = torch.Generator().manual_seed(0)
     active_BSE = random_active(prompts, seq, width, l0, generator).to(device)
     tokens = prompts * seq
-    original_s, dense_EE = timed(lambda: original_counting(active_BSE), device)
-    toolkit_s, counts_P = timed(lambda: toolkit_counting(active_BSE), device)
-    assert isinstance(dense_EE, torch.Tensor) and isinstance(counts_P, torch.Tensor)
+    dense_EE, counts_P = original_counting(active_BSE), toolkit_counting(active_BSE)
     i, j = torch.triu_indices(width, width, 1, device=device)
     assert torch.equal(dense_EE[i, j].long(), counts_P.long()), "outputs differ"
+    del dense_EE, counts_P
+    seconds = best_times(
+        {
+            "original": lambda: original_counting(active_BSE),
+            "toolkit": lambda: toolkit_counting(active_BSE),
+        },
+        repeats,
+    )
     table = Table(
-        title=f"counting step, E={width:,}, {tokens:,} tokens, mean L0 {active_BSE.sum(-1).float().mean():.1f}, {device}"
+        title=f"counting step, E={width:,}, {tokens:,} tokens, mean L0 {active_BSE.sum(-1).float().mean():.1f}, {device}, best of {repeats}"
     )
     for column in ("method", "seconds", "tokens/s", "speed-up", "count memory"):
         table.add_column(column, justify="right")
-    table.add_row(
-        "original: sparse matmul into dense float32",
-        f"{original_s:.3f}",
-        f"{tokens / original_s:,.0f}",
-        "1.0x",
-        f"{4 * width * width / 1e9:.2f} GB",
+    rows = (
+        ("original: sparse matmul into dense float32", "original", 4 * width * width),
+        ("toolkit: pair scatter into packed int32", "toolkit", 4 * triangle_size(width)),
     )
-    table.add_row(
-        "toolkit: pair scatter into packed int32",
-        f"{toolkit_s:.3f}",
-        f"{tokens / toolkit_s:,.0f}",
-        f"{original_s / toolkit_s:.1f}x",
-        f"{4 * triangle_size(width) / 1e9:.2f} GB",
-    )
+    for label, key, memory in rows:
+        table.add_row(
+            label,
+            f"{seconds[key]:.3f}",
+            f"{tokens / seconds[key]:,.0f}",
+            f"{seconds['original'] / seconds[key]:.1f}x",
+            f"{memory / 1e9:.2f} GB",
+        )
     return table
 
 
-def script_table(prompts: int, batch_size: int, max_tokens: int) -> Table:
-    model = tiny_model()
-    sae = tiny_sae(model, TINY_ABLATOR_ID)
-    hook = TINY_ABLATOR_ID.split("/")[0]
+def loop_times(
+    d_model: int, width: int, prompts: int, batch_size: int, max_tokens: int, repeats: int
+) -> tuple[dict[str, float], int, float]:
+    """Best seconds of: the forward to the hook; plus the SAE encode; plus the pair counting."""
+    model = tiny_model(d_model=d_model)
+    sae = tiny_sae(model, f"{HOOK}/jumprelu/{width}")
     assert model.tokenizer is not None
     lines = [line for line in TINY_TEXT.splitlines() if line.strip()]
     texts = [lines[i % len(lines)] + " " + lines[(i * 7 + 3) % len(lines)] for i in range(prompts)]
     batches = list(iter_token_batches(texts, model.tokenizer, batch_size, max_tokens))
     tokens = sum(int(b.counted_BS.sum()) for b in batches)
-    width = sae.cfg.d_sae
 
     @torch.inference_mode()
     def forward_only() -> None:
         for batch in batches:
-            model(
-                batch.tokens_BS,
-                attention_mask=batch.attention_mask_BS,
-                stop_at_layer=stop_layer(hook),
-            )
+            hook_acts(model, HOOK, batch)
 
-    def whole_count() -> None:
+    @torch.inference_mode()
+    def encoded() -> None:
+        for batch in batches:
+            active_of_batch(model, sae, HOOK, batch)
+
+    def counted() -> None:
         counts_P = torch.zeros(triangle_size(width), dtype=torch.int32)
         firing_E = torch.zeros(width, dtype=torch.int64)
         for batch in batches:
-            add_counts_(counts_P, firing_E, active_of_batch(model, sae, hook, batch))
+            add_counts_(counts_P, firing_E, active_of_batch(model, sae, HOOK, batch))
 
-    forward_s, _ = timed(forward_only, torch.device("cpu"))
-    count_s, _ = timed(whole_count, torch.device("cpu"))
+    seconds = best_times({"forward": forward_only, "encode": encoded, "count": counted}, repeats)
+    with torch.inference_mode():
+        l0 = sum(int(active_of_batch(model, sae, HOOK, b).sum()) for b in batches) / tokens
+    return seconds, tokens, l0
+
+
+def overhead_table(shapes: list[tuple[int, int]], prompts: int, repeats: int) -> Table:
+    batch_size, max_tokens = 8, 64
+    results = [loop_times(d, e, prompts, batch_size, max_tokens, repeats) for d, e in shapes]
+    tokens = results[0][1]
     table = Table(
-        title=f"tiny model, {tokens:,} counted tokens, batch {batch_size}, <= {max_tokens} tokens/prompt, SAE width {width}"
+        title=f"counting loop against the forward pass alone, tiny Gemma-2-shaped models to {HOOK}, "
+        f"{tokens:,} counted tokens, batch {batch_size}, <= {max_tokens} tokens/prompt, cpu, best of {repeats}"
     )
-    for column in ("work", "seconds", "tokens/s", "cost over forward"):
+    table.add_column("work", justify="right")
+    for (d_model, width), (_, _, l0) in zip(shapes, results, strict=True):
+        table.add_column(f"d_model {d_model}, E {width:,} (L0 {l0:.0f}): seconds", justify="right")
+        table.add_column("cost over forward", justify="right")
+    labels = (
+        ("forward", "forward pass to the hook"),
+        ("encode", "+ SAE encode (which latents fire)"),
+        ("count", "+ pair scatter and firing counts (the script's loop)"),
+    )
+    for key, label in labels:
+        cells = []
+        for seconds, _, _ in results:
+            cost = seconds[key] / seconds["forward"] - 1
+            cells += [f"{seconds[key]:.3f}", "" if key == "forward" else f"+{100 * cost:.0f}%"]
+        table.add_row(label, *cells)
+    speeds = [[f"{tokens / seconds['count']:,.0f}", ""] for seconds, _, _ in results]
+    table.add_row("tokens/s of the whole loop", *(cell for pair in speeds for cell in pair))
+    return table
+
+
+def _peak_bytes_of_counting(width: int, tokens: int, l0: float, out: Path, queue: object) -> None:
+    """In a fresh process: peak resident bytes added by counting one batch and checkpointing it."""
+    torch.set_num_threads(1)
+    active_TE = random_active(1, tokens, width, l0, torch.Generator().manual_seed(0))[0]
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak-RSS mark to the current RSS
+
+    def status(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        raise KeyError(field)
+
+    before = status("VmRSS:")
+    counts_P = torch.zeros(triangle_size(width), dtype=torch.int32)
+    firing_E = torch.zeros(width, dtype=torch.int64)
+    add_counts_(counts_P, firing_E, active_TE)
+    manifest = {"width": width, "tokens": tokens}
+    save_ever_cooccurred(out, counts_P, manifest)
+    save_counts(out, {"pair_counts": counts_P, "firing_counts": firing_E}, manifest)
+    queue.put(status("VmHWM:") - before)  # type: ignore[attr-defined]
+
+
+def memory_table(width: int, tokens: int, l0: float) -> Table:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    with tempfile.TemporaryDirectory() as out:
+        child = context.Process(
+            target=_peak_bytes_of_counting, args=(width, tokens, l0, Path(out), queue)
+        )
+        child.start()
+        peak = int(queue.get())
+        child.join()
+    pairs = triangle_size(width)
+    table = Table(title="memory of the counts (int32 triangle; bytes per latent pair)")
+    for column in ("what", "bytes per pair", "at this width", "at E = 65,536"):
         table.add_column(column, justify="right")
-    table.add_row(f"forward pass to {hook}", f"{forward_s:.3f}", f"{tokens / forward_s:,.0f}", "")
+    big = triangle_size(65536)
     table.add_row(
-        "forward + SAE encode + pair scatter",
-        f"{count_s:.3f}",
-        f"{tokens / count_s:,.0f}",
-        f"+{100 * (count_s / forward_s - 1):.0f}%",
+        "model: int32 counts", "4", f"{4 * pairs / 1e6:,.0f} MB", f"{4 * big / 1e9:.2f} GB"
+    )
+    table.add_row(
+        "model: + ever-co-occurred bits (checkpoints)",
+        "4.125",
+        f"{4.125 * pairs / 1e6:,.0f} MB",
+        f"{4.125 * big / 1e9:.2f} GB",
+    )
+    # Scratch beyond counts and bits is bounded by the chunk sizes, not by E.
+    scratch = max(peak - 4.125 * pairs, 0)
+    table.add_row(
+        f"measured peak: E = {width:,}, {tokens:,} tokens at L0 {l0:.0f}, scatter + checkpoint",
+        f"{peak / pairs:.2f}",
+        f"{peak / 1e6:,.0f} MB",
+        f"{(4.125 * big + scratch) / 1e9:.2f} GB (+ the same {scratch / 1e6:,.0f} MB scratch)",
     )
     return table
 
@@ -150,16 +242,20 @@ def main(
     l0: Annotated[float, typer.Option(help="mean active latents per token")] = 64.0,
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1,
-    script_prompts: Annotated[int, typer.Option(help="prompts for the tiny-model loop")] = 256,
+    loop_prompts: Annotated[int, typer.Option(help="prompts for the model loops")] = 256,
+    repeats: Annotated[int, typer.Option(help="timed repeats; the best is shown")] = 5,
+    memory_width: Annotated[int, typer.Option(help="SAE width for the memory measurement")] = 8192,
     save_table: Annotated[
         Path | None, typer.Option(help="also write the tables here as text")
     ] = None,
 ) -> None:
     """Print the benchmark tables."""
     torch.set_num_threads(threads)
-    console = Console(record=save_table is not None)
-    console.print(counting_table(width, prompts, seq, l0, torch.device(device)))
-    console.print(script_table(script_prompts, batch_size=8, max_tokens=64))
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    console = Console(record=save_table is not None, width=200)
+    console.print(memory_table(memory_width, prompts * seq, l0))
+    console.print(counting_table(width, prompts, seq, l0, torch.device(device), repeats))
+    console.print(overhead_table([(64, 512), (256, 4096)], loop_prompts, repeats))
     if save_table is not None:
         save_table.write_text(console.export_text())
 

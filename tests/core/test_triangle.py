@@ -54,6 +54,16 @@ def test_bits_round_trip_and_read_in_place(n: int) -> None:
     assert torch.equal(bits_at(words, torch.arange(n)), flags)
 
 
+@pytest.mark.parametrize("n", [5, 64, 130])
+def test_packed_words_match_a_bit_by_bit_reference(n: int) -> None:
+    flags = torch.rand(n) < 0.5
+    expected = []
+    for first in range(0, n, 64):
+        word = sum(1 << b for b, flag in enumerate(flags[first : first + 64].tolist()) if flag)
+        expected.append(word - (1 << 64) if word >= 1 << 63 else word)  # two's complement
+    assert pack_bits(flags).tolist() == expected
+
+
 def test_bit_63_is_kept_in_the_sign() -> None:
     flags = torch.zeros(64, dtype=torch.bool)
     flags[63] = True

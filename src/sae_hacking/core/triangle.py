@@ -5,6 +5,8 @@ row of the full symmetric matrix is one slice of row i plus one strided gather d
 At E = 65,536 the triangle has 2.1e9 entries: 8.6 GB as int32, 268 MB as bits.
 """
 
+import sys
+
 import torch
 from beartype import beartype
 from jaxtyping import Bool, Int, jaxtyped
@@ -61,20 +63,26 @@ def triangle_row(counts_P: Int[Tensor, " P"], row: int, width: int) -> Int[Tenso
 
 @jaxtyped(typechecker=beartype)
 def pack_bits(flags_P: Bool[Tensor, " P"]) -> Int[Tensor, " W"]:
-    """Pack flags into int64 words, flag p at bit p % 64 of word p // 64 (the tail padded with 0)."""
+    """Pack flags into int64 words, flag p at bit p % 64 of word p // 64 (the tail padded with 0).
+
+    Eight flags become one byte, and eight bytes one little-endian word, so a slice costs about
+    two bytes per flag of scratch (an int64 product per flag cost sixteen).
+    """
+    if sys.byteorder != "little":
+        raise NotImplementedError("pack_bits writes bytes into little-endian words")
     n_words = -(-flags_P.shape[0] // BITS_PER_WORD)
     words_W = torch.zeros(n_words, dtype=torch.int64, device=flags_P.device)
-    weights = torch.ones(BITS_PER_WORD, dtype=torch.int64, device=flags_P.device)
-    weights = weights << torch.arange(BITS_PER_WORD, device=flags_P.device)
+    byte_W = words_W.view(torch.uint8)
+    shifts = torch.arange(8, dtype=torch.uint8, device=flags_P.device)
     for start in range(0, flags_P.shape[0], _PACK_SLICE):
         part = flags_P[start : start + _PACK_SLICE]
-        pad = (-part.shape[0]) % BITS_PER_WORD
+        pad = (-part.shape[0]) % 8
         if pad:
             part = torch.cat([part, part.new_zeros(pad)])
-        # Distinct bits never carry, so the sum is their OR (bit 63 wraps to the sign, as intended).
-        packed = (part.view(-1, BITS_PER_WORD).long() * weights).sum(dim=1)
-        first = start // BITS_PER_WORD
-        words_W[first : first + packed.shape[0]] = packed
+        # Distinct bits never carry, so the sum is their OR.
+        packed = (part.view(-1, 8).view(torch.uint8) << shifts).sum(dim=1, dtype=torch.uint8)
+        first = start // 8
+        byte_W[first : first + packed.shape[0]] = packed
     return words_W
 
 

@@ -99,14 +99,13 @@ def run_ours(task: Task, args: argparse.Namespace, device: torch.device, seed: i
         TopKShape(model_dim, task.width, task.k), torch.Generator(device).manual_seed(seed)
     )
     eval_x_BM, _ = task.source.sample(4096, torch.Generator(device).manual_seed(seed + 1))
-    steps = args.samples // args.batch_size
-    settings = TrainSettings(steps, args.batch_size, args.lr, Schedule(), log_every=steps)
+    batch_size = args.our_batch_size or args.batch_size
+    steps = args.samples // batch_size
+    settings = TrainSettings(steps, batch_size, args.our_lr or args.lr, Schedule(), log_every=steps)
     started = time.perf_counter()
     train(sae, task.source, settings, torch.Generator(device).manual_seed(seed + 2), eval_x_BM)
     seconds = time.perf_counter() - started
-    return Measurement(
-        steps * args.batch_size / seconds, mcc_of(sae.W_dec_EM, task.source.features_NM)
-    )
+    return Measurement(steps * batch_size / seconds, mcc_of(sae.W_dec_EM, task.source.features_NM))
 
 
 def run_saelens(
@@ -154,7 +153,7 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device(args.device)
     builders = {"tree": tree_task, "original": original_task}
-    rows: list[tuple[str, Measurement, Measurement]] = []
+    rows: list[tuple[str, list[Measurement], list[Measurement]]] = []
     for name in args.tasks.split(","):
         ours: list[Measurement] = []
         theirs: list[Measurement] = []
@@ -162,17 +161,7 @@ def main() -> None:
             task = builders[name](device, seed)
             theirs.append(run_saelens(task, args, device, seed))
             ours.append(run_ours(task, args, device, seed))
-        rows.append(
-            (
-                builders[name](device, 0).name,
-                Measurement(
-                    median([m.samples_per_second for m in ours]), median([m.mcc for m in ours])
-                ),
-                Measurement(
-                    median([m.samples_per_second for m in theirs]), median([m.mcc for m in theirs])
-                ),
-            )
-        )
+        rows.append((builders[name](device, 0).name, ours, theirs))
     print(
         f"device {device}, one torch thread, {args.samples:,} samples, batch {args.batch_size}, "
         f"lr {args.lr} (ours: batch {args.our_batch_size or args.batch_size}, "
@@ -181,12 +170,24 @@ def main() -> None:
     header = "| task | sae-lens samples/s | ours samples/s | speed-up | sae-lens MCC | ours MCC |"
     print(header)
     print("|---|---:|---:|---:|---:|---:|")
-    for task_name, ours_m, theirs_m in rows:
+    for task_name, ours, theirs in rows:
+        ours_rate = median([m.samples_per_second for m in ours])
+        theirs_rate = median([m.samples_per_second for m in theirs])
+        # The speed-up is the median of per-seed ratios: each pair ran back to back, so a
+        # shared machine's load moves both of a pair together.
+        pairs = zip(ours, theirs, strict=True)
+        ratio = median([o.samples_per_second / t.samples_per_second for o, t in pairs])
         print(
-            f"| {task_name} | {theirs_m.samples_per_second:,.0f} | {ours_m.samples_per_second:,.0f} "
-            f"| {ours_m.samples_per_second / theirs_m.samples_per_second:.2f}x "
-            f"| {theirs_m.mcc:.3f} | {ours_m.mcc:.3f} |"
+            f"| {task_name} | {theirs_rate:,.0f} | {ours_rate:,.0f} | {ratio:.2f}x "
+            f"| {median([m.mcc for m in theirs]):.3f} | {median([m.mcc for m in ours]):.3f} |"
         )
+    print("per seed (sae-lens / ours): samples/s, MCC")
+    for task_name, ours, theirs in rows:
+        for seed, (o, t) in enumerate(zip(ours, theirs, strict=True)):
+            print(
+                f"  {task_name}, seed {seed}: {t.samples_per_second:,.0f} / "
+                f"{o.samples_per_second:,.0f}, {t.mcc:.3f} / {o.mcc:.3f}"
+            )
 
 
 if __name__ == "__main__":

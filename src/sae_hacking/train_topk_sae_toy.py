@@ -32,7 +32,7 @@ def main(
     dataset_num_features: Annotated[
         int, flag("dataset-num-features", "true parents A (each has two children)")
     ] = 30,
-    dataset_k: Annotated[int, flag("dataset-k", "parents active in every sample")] = 2,
+    dataset_k: Annotated[int, flag("dataset-k", "parents active in every sample")] = 3,
     k: Annotated[int | None, flag("k", "latents kept by top-k [default: --dataset-k]")] = None,
     aux_k: Annotated[int, flag("aux-k", "dead latents used by the AuxK loss (0: off)")] = 0,
     batch_size: Annotated[int, flag("batch-size", "samples per step")] = 4096,
@@ -45,6 +45,13 @@ def main(
     hierarchical: Annotated[
         bool, flag("hierarchical", "train the parent-with-two-children SAE")
     ] = False,
+    child_warmup_samples: Annotated[
+        int | None,
+        flag(
+            "child-warmup-samples",
+            "with --hierarchical: samples that train the parents alone [default: a quarter of the run]",
+        ),
+    ] = None,
     perturbation_size: Annotated[
         float, flag("perturbation-size", "norm of each child's offset from its parent")
     ] = 0.4,
@@ -99,6 +106,7 @@ def main(
             steps=steps,
             num_samples=num_samples,
             hierarchical=hierarchical,
+            child_warmup_samples=child_warmup_samples,
             perturbation_size=perturbation_size,
             model_dim=model_dim,
             device="cuda" if cuda else device,

@@ -38,13 +38,15 @@ class ToyTrainConfig:
     lr: float = 1e-3
     sae_hidden_dim: int | None = None
     dataset_num_features: int = 30
-    dataset_k: int = 2
+    # The original toolkit's default: its command leaves --dataset-k at 3.
+    dataset_k: int = 3
     k: int | None = None
     aux_k: int = 0
     batch_size: int = 4096
     steps: int | None = None
     num_samples: int | None = None
     hierarchical: bool = False
+    child_warmup_samples: int | None = None
     perturbation_size: float = 0.4
     model_dim: int = 50
     device: str = "auto"
@@ -69,6 +71,7 @@ class ToyTrainConfig:
     warmup: int = field(init=False)
     evaluate_every: int = field(init=False)
     save_every: int = field(init=False)
+    child_warmup: int = field(init=False)
 
     def __post_init__(self) -> None:
         require_positive(self.lr, "--lr")
@@ -142,11 +145,19 @@ class ToyTrainConfig:
                 "--warmup-steps",
                 f"{warmup} is not shorter than the run ({steps} steps)",
             )
+        if self.child_warmup_samples is None:
+            # Parents alone for the first quarter: trained with children from the start, each parent
+            # latent ends up gating two unrelated features (see toy/hierarchical_sae.py).
+            child_warmup = steps * self.batch_size // 4
+        else:
+            child_warmup = self.child_warmup_samples
+            require_non_negative(child_warmup, "--child-warmup-samples")
         self._set(
             total_steps=steps,
             warmup=warmup,
             evaluate_every=log_every,
             save_every=checkpoint_every,
+            child_warmup=child_warmup,
         )
 
     def _set(self, **values: int) -> None:

@@ -54,6 +54,7 @@ def build_sae(
             num_parents=config.latents,
             k=config.topk,
             aux_k=config.aux_k,
+            child_warmup_samples=config.child_warmup,
         )
         sae = HierarchicalTopKSAE(shape, generator)
         if config.init_to_truth:

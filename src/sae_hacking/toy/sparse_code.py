@@ -2,7 +2,8 @@
 
 The same computation as ``core.topk.topk_encode`` / ``topk_decode`` (a test holds them equal), minus
 their ``@jaxtyped(typechecker=beartype)`` wrappers: measured outside pytest on one CPU thread,
-the two wrappers add about 60 and 100 us per call, paid every step by the toy trainer's loop.
+the wrappers cost about 20 us (encode) and 40 us (decode) of CPU time per call, about 1.5% of a
+batch-1024 step on the 25x3 tree, paid every step of the toy trainer's loop.
 Under pytest the import hook checks these as it checks everything else.
 """
 

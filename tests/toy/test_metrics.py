@@ -11,6 +11,7 @@ from sae_hacking.toy.activity_metrics import (
 from sae_hacking.toy.evaluation import evaluate
 from sae_hacking.toy.hierarchical_sae import HierarchicalShape, HierarchicalTopKSAE
 from sae_hacking.toy.perturbed_children import PerturbedChildren
+from sae_hacking.toy.protocol import SiblingStructure
 from sae_hacking.toy.recovery_metrics import recovery
 from sae_hacking.toy.sibling_metrics import (
     child_specificity_rate,
@@ -129,3 +130,19 @@ def test_a_collapsed_hierarchical_sae_detects_no_pairs(source: PerturbedChildren
     scalars = evaluate(sae, source, x_BM).scalars
     assert scalars["pair_detection_rate"] == 0.0
     assert scalars["sibling_split_rate"] == 0.0
+
+
+def test_parentless_features_are_nobodys_siblings_or_children() -> None:
+    # Features 0 and 3 are roots (-1); 1, 2 are children of parent row 0, 4, 5 of parent row 1.
+    features_NM = torch.eye(6)
+    siblings = SiblingStructure(
+        parents_AM=features_NM[[0, 3]], parent_of_N=torch.tensor([-1, 0, 0, -1, 1, 1])
+    )
+    # Both roots share latent 0, which must not count as an unsplit sibling group.
+    best_latent_N = torch.tensor([0, 1, 2, 0, 4, 4])
+    assert sibling_split_rate(best_latent_N, siblings.parent_of_N) == 0.5
+    # Children 1, 2 and 4 get their own direction; child 5 gets its parent's.
+    directions_DM = torch.eye(6)
+    best_latent_N = torch.tensor([0, 1, 2, 3, 4, 3])
+    rate = child_specificity_rate(directions_DM, best_latent_N, features_NM, siblings)
+    assert rate == 0.75

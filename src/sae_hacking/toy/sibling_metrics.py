@@ -12,10 +12,14 @@ from sae_hacking.toy.protocol import SiblingStructure
 
 
 def sibling_split_rate(best_latent_N: Int[Tensor, " N"], parent_of_N: Int[Tensor, " N"]) -> float:
-    """Fraction of parents whose children all have different best-matching latents."""
+    """Fraction of parents whose children all have different best-matching latents.
+
+    Features without a parent (``parent_of_N == -1``) belong to no sibling group.
+    """
     parent_of_N = parent_of_N.cpu()
     best_latent_N = best_latent_N.cpu()
-    groups = [best_latent_N[parent_of_N == a] for a in parent_of_N.unique().tolist()]
+    parents = [a for a in parent_of_N.unique().tolist() if a >= 0]
+    groups = [best_latent_N[parent_of_N == a] for a in parents]
     groups = [group for group in groups if group.numel() > 1]
     if not groups:
         return float("nan")
@@ -29,12 +33,20 @@ def child_specificity_rate(
     features_NM: Float[Tensor, "N M"],
     siblings: SiblingStructure,
 ) -> float:
-    """Fraction of children whose best latent is closer to the child than to the child's parent."""
-    best_DM = directions_DM.detach().float().cpu()[best_latent_N.cpu()]
-    to_child_N = cosine_matrix(features_NM.detach().float().cpu(), best_DM).diagonal()
-    parents_NM = siblings.parents_AM.detach().float().cpu()[siblings.parent_of_N.cpu()]
-    to_parent_N = cosine_matrix(parents_NM, best_DM).diagonal()
-    return (to_child_N > to_parent_N).float().mean().item()
+    """Fraction of children whose best latent is closer to the child than to the child's parent.
+
+    Only features with a parent count; NaN when there are none.
+    """
+    child_D = siblings.has_parent_N.cpu().nonzero().squeeze(1)
+    if child_D.numel() == 0:
+        return float("nan")
+    best_DM = directions_DM.detach().float().cpu()[best_latent_N.cpu()[child_D]]
+    children_DM = features_NM.detach().float().cpu()[child_D]
+    to_child_D = cosine_matrix(children_DM, best_DM).diagonal()
+    parent_rows_D = siblings.parent_of_N.cpu()[child_D]
+    parents_DM = siblings.parents_AM.detach().float().cpu()[parent_rows_D]
+    to_parent_D = cosine_matrix(parents_DM, best_DM).diagonal()
+    return (to_child_D > to_parent_D).float().mean().item()
 
 
 def pair_detection_rate(

@@ -53,7 +53,7 @@ def test_script_writes_table_figure_and_sae_bundles(tmp_path: Path) -> None:
             "--hierarchy",
             "notebook",
             "--inner-multipliers",
-            "0.25",
+            "0.25,0.5",
             "--steps",
             "5",
             "--batch-size",
@@ -71,11 +71,14 @@ def test_script_writes_table_figure_and_sae_bundles(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     (run_dir,) = tmp_path.iterdir()
     rows = json.loads((run_dir / "metrics.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["standard", "detached", "balanced 0.25"]
+    assert [r["variant"] for r in rows] == ["standard", "detached", "balanced 0.25", "balanced 0.5"]
     assert rows[1]["inner_multiplier"] == "inf"
     assert (run_dir / "heatmaps.png").read_bytes()[:4] == b"\x89PNG"
     assert (run_dir / "config.json").exists()
     assert (run_dir / "sae-notebook-detached.safetensors").exists()
+    # Each multiplier keeps its own bundle (none overwrites another).
+    assert (run_dir / "sae-notebook-balanced-0.25.safetensors").exists()
+    assert (run_dir / "sae-notebook-balanced-0.5.safetensors").exists()
     assert "absorption" in result.output
 
 

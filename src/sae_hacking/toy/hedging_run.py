@@ -162,11 +162,11 @@ def run_hierarchy(
         rows.append(Row(hierarchy, variant, scores))
         saes.append((variant.name, sae))
         tensors: dict[str, torch.Tensor] = dict(sae.state_dict())
-        name = f"sae-{_slug(hierarchy)}-{_slug(variant.name)}"
+        name = f"sae-{_slug(Path(hierarchy).stem)}-{_slug(variant.name)}"
         save_bundle(run_dir, name, tensors, {"shape": sae.hyperparameters()})
     save_bundle(
         run_dir,
-        f"features-{_slug(hierarchy)}",
+        f"features-{_slug(Path(hierarchy).stem)}",
         {"features_NM": source.features_NM, "parent_N": source.parent_N},
         {"names": list(source.tree.names)},
     )
@@ -174,7 +174,8 @@ def run_hierarchy(
 
 
 def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in Path(text).stem)
+    """A file-name-safe spelling; keeps digits and dots so "balanced 0.25" and "balanced 0.5" differ."""
+    return "".join(ch if ch.isalnum() or ch == "." else "-" for ch in text)
 
 
 def results_table(rows: list[Row]) -> Table:

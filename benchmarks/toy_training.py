@@ -18,10 +18,14 @@ Timings are wall-clock for the whole training call (setup and the final evaluati
 """
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# sae-lens's trainer draws a tqdm bar per run; the table is what this script is for.
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 import torch
 from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig

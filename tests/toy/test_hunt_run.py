@@ -8,12 +8,14 @@ import torch
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.toy.hunt_run import HuntConfig, HuntResult, run
+from sae_hacking.toy.hunt_scoring import Score
 
-# 5 parents x 3 children (20 orthonormal features): big enough for absorption, 5 s to train.
+# 5 parents x 3 children (20 orthonormal features): big enough for absorption, ~2 s a run.
 SMALL_TREE = {"roots": [{"p": 0.16, "repeat": 5, "children": [{"p": 0.25, "repeat": 3}]}]}
 
 
 def small_config(tmp_path: Path, **changes: object) -> HuntConfig:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     spec = tmp_path / "tree.json"
     spec.write_text(json.dumps(SMALL_TREE), encoding="utf-8")
     settings: dict[str, object] = {
@@ -23,7 +25,8 @@ def small_config(tmp_path: Path, **changes: object) -> HuntConfig:
         "model_dim": 20,
         "ablator_k": 3,
         "steps": 2000,
-        "samples": 20_000,
+        "samples": 10_000,
+        "eval_samples": 10_000,
         "sweep_cosines": (0.3, 0.45, 0.6),
         "sweep_cooccurrences": (0, 10),
         **changes,
@@ -31,18 +34,46 @@ def small_config(tmp_path: Path, **changes: object) -> HuntConfig:
     return HuntConfig(**settings)  # pyright: ignore[reportArgumentType]
 
 
+# One seed's ablator can land in a poor optimum (a latent for a frequent feature combination, a
+# parent split over two latents) whatever the hunt does, so precision and recall are judged
+# pooled over several seeds, each seed a fresh random stream of data, SAE and samples.
+SEEDS = (0, 1, 2, 3, 4)
+
+
 @pytest.fixture(scope="module")
-def hunt(tmp_path_factory: pytest.TempPathFactory) -> HuntResult:
+def hunts(tmp_path_factory: pytest.TempPathFactory) -> list[HuntResult]:
     torch.set_num_threads(1)
-    return run(small_config(tmp_path_factory.mktemp("hunt")))
+    return [run(small_config(tmp_path_factory.mktemp(f"hunt{s}"), seed=s)) for s in SEEDS]
+
+
+@pytest.fixture(scope="module")
+def hunt(hunts: list[HuntResult]) -> HuntResult:
+    return hunts[0]
+
+
+def pooled(scores: list[Score]) -> Score:
+    first = scores[0]
+    return Score(
+        first.cosine_threshold,
+        first.cooccurrence_threshold,
+        sum(s.predicted for s in scores),
+        sum(s.true_positives for s in scores),
+        sum(s.actual for s in scores),
+    )
 
 
 def test_hunt_finds_planted_absorbed_pairs_with_precision_and_recall_at_least_0_8(
-    hunt: HuntResult,
+    hunts: list[HuntResult],
 ) -> None:
-    assert len(hunt.truth.pairs) >= 10  # the ablator really absorbs (up to 15 pairs possible)
-    assert hunt.at_default.precision >= 0.8
-    assert hunt.at_default.recall >= 0.8
+    # Measured on seeds 0-4: pooled P 0.94, R 0.91; per seed P >= 0.80, R 1.00 on three seeds,
+    # 0.92 and 0.62 on the others (seed 2's ablator has a combination latent and split parents).
+    for result in hunts:
+        assert len(result.truth.pairs) >= 10  # every ablator really absorbs (at most 15 pairs)
+    total = pooled([h.at_default for h in hunts])
+    assert total.precision >= 0.8
+    assert total.recall >= 0.8
+    both = [h.at_default.precision >= 0.8 and h.at_default.recall >= 0.8 for h in hunts]
+    assert sum(both) >= len(SEEDS) - 1
 
 
 def test_ground_truth_pairs_each_hold_a_parent_latent(hunt: HuntResult) -> None:
@@ -75,6 +106,33 @@ def test_raw_top_k_ablator_defeats_the_co_occurrence_filter(tmp_path: Path) -> N
     result = run(small_config(tmp_path, firing_threshold=0.0))
     assert len(result.truth.pairs) >= 10
     assert result.at_default.recall <= 0.2
+
+
+def test_random_downstream_and_reader_sae_run_end_to_end(tmp_path: Path) -> None:
+    config = small_config(
+        tmp_path,
+        downstream="random",
+        downstream_width=24,
+        reader="sae",
+        reader_width=32,
+        reader_k=4,
+        steps=300,
+        samples=2000,
+        eval_samples=2000,
+    )
+    result = run(config)
+    written = json.loads((result.run_dir / "hunt.json").read_text(encoding="utf-8"))
+    assert written["reader"]["fvu"] < 1.0  # the reader SAE was trained and reconstructs
+    assert len(written["sweep"]["ablation"]) == 3 * 2
+    assert all(a != b and 0 <= a < 20 and 0 <= b < 20 for a, b in result.found)
+    assert result.at_default.actual == len(result.truth.pairs)
+
+
+def test_same_seed_gives_bit_identical_results(tmp_path: Path) -> None:
+    quick = {"steps": 200, "samples": 2000, "eval_samples": 2000, "seed": 3}
+    first = run(small_config(tmp_path / "a", **quick))
+    second = run(small_config(tmp_path / "b", **quick))
+    assert (first.run_dir / "hunt.json").read_bytes() == (second.run_dir / "hunt.json").read_bytes()
 
 
 def test_config_refuses_an_unknown_reader(tmp_path: Path) -> None:

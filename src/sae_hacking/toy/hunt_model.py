@@ -103,6 +103,9 @@ class FiringThreshold(nn.Module):
     two co-occur on most child tokens and a co-occurrence bar of 0 rejects every absorbed pair.
     Gemma Scope's JumpReLU ablators zero such weak activations; this gate does the same for the
     toy SAE, for every step and for the ground truth alike. ``threshold = 0`` is the raw SAE.
+    At 0.5 the parent latent still fired (between 0.5 and 0.7) on 0.1-21% of an absorbing child
+    latent's firings on 5 of 8 seeds of the 5 x 3 tree, so those true pairs failed a co-occurrence
+    bar of 0 (recall 0.85 on such seeds); at 0.7 none of them co-occurs, hence the default 0.7.
     """
 
     def __init__(self, sae: ToySAE, threshold: float) -> None:

@@ -46,7 +46,7 @@ def main(
     lr: Annotated[float, typer.Option(help="Adam learning rate")] = 3e-3,
     firing_threshold: Annotated[
         float, typer.Option(help="ablator latents fire only above this (0: raw top-k SAE)")
-    ] = 0.7,
+    ] = 0.5,
     downstream: Annotated[
         str, typer.Option(help="readout (true features, then ReLU) or random (random layer, ReLU)")
     ] = "readout",

@@ -24,6 +24,8 @@ def small_config(tmp_path: Path, **changes: object) -> HuntConfig:
         "hierarchy": str(spec),
         "model_dim": 20,
         "ablator_k": 3,
+        # This ablator's parent latents fire at 0.5-0.7 beside absorbing children (FiringThreshold).
+        "firing_threshold": 0.7,
         "steps": 2000,
         "samples": 10_000,
         "eval_samples": 10_000,

@@ -59,7 +59,7 @@ class HuntConfig:
     steps: int = 3000
     batch_size: int = 1024
     lr: float = 3e-3
-    firing_threshold: float = 0.7
+    firing_threshold: float = 0.5
     downstream: str = "readout"
     downstream_width: int = 256
     downstream_offset: float = 0.0

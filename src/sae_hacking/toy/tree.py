@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
-from sae_lens.synthetic import orthogonalize_embeddings
 from torch import Tensor
 
 from sae_hacking.toy.protocol import SiblingStructure
@@ -189,6 +188,10 @@ def feature_directions(
         q_MN, r_NN = torch.linalg.qr(raw_MN)
         # Fix QR's sign ambiguity so the directions depend only on the generator's draws.
         return (q_MN * r_NN.diagonal().sign()).T.contiguous()
+    # Imported here: sae-lens pulls in transformer-lens, seconds of import that every other
+    # toy run (features <= dimensions) does without.
+    from sae_lens.synthetic import orthogonalize_embeddings
+
     return orthogonalize_embeddings(raw_MN.T).to(device)
 
 

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
 import sae_hacking.llm.ablation_run as ablation_run
-from sae_hacking.gemma_selective_ablate import app
+from sae_hacking.gemma_selective_ablate import app, default_saes
 from sae_hacking.io.effects import EffectRows
 from sae_hacking.llm.ablation_run import SelectiveAblationConfig
 from sae_hacking.llm.corpus import CorpusSpec
@@ -134,6 +134,21 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, extra: list[str],
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and flag in lines[0], result.output
+    # A refused run leaves no run directory behind.
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_tiny_model_alone_picks_the_tiny_ablator_and_reader() -> None:
+    assert default_saes("tiny") == (
+        "tiny",
+        "blocks.3.hook_resid_post/jumprelu/512",
+        "tiny",
+        "blocks.4.hook_resid_post/jumprelu/512",
+    )
+    assert default_saes("google/gemma-2-2b")[:2] == (
+        "gemma-scope-2b-pt-res-canonical",
+        "layer_20/width_65k/canonical",
+    )
 
 
 def gloo_config(data: Path, out: Path) -> SelectiveAblationConfig:

@@ -13,10 +13,26 @@ import typer
 
 from sae_hacking.cli import make_app, run_or_fail
 from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.llm import CorpusSpec
+from sae_hacking.llm import TINY_ABLATOR_ID, TINY_MODEL, TINY_READER_ID, TINY_RELEASE, CorpusSpec
 from sae_hacking.llm.ablation_run import SelectiveAblationConfig, run
 
 app = make_app(__doc__ or "")
+
+
+def default_saes(model: str) -> tuple[str, str, str, str]:
+    """Ablator and reader SAEs (release, id, release, id) when no flag names them.
+
+    Gemma Scope's residual layer 20 ablates and its MLP-out layer 21 reads, as in the original; the
+    offline tiny model gets its tiny stand-ins, so ``--model tiny`` alone runs without downloads.
+    """
+    if model == TINY_MODEL:
+        return TINY_RELEASE, TINY_ABLATOR_ID, TINY_RELEASE, TINY_READER_ID
+    return (
+        "gemma-scope-2b-pt-res-canonical",
+        "layer_20/width_65k/canonical",
+        "gemma-scope-2b-pt-mlp-canonical",
+        "layer_21/width_65k/canonical",
+    )
 
 
 @app.command()
@@ -25,17 +41,29 @@ def main(
         str, typer.Option(help="transformer-lens model name, or 'tiny' (random, offline)")
     ] = "google/gemma-2-2b",
     ablator_sae_release: Annotated[
-        str, typer.Option(help="sae-lens release, local SAE directory, or 'tiny'")
-    ] = "gemma-scope-2b-pt-res-canonical",
+        str | None,
+        typer.Option(
+            help="sae-lens release, local SAE directory, or 'tiny' [default: gemma-scope-2b-pt-res-canonical; tiny for --model tiny]"
+        ),
+    ] = None,
     ablator_sae_id: Annotated[
-        str, typer.Option(help="SAE id in the release")
-    ] = "layer_20/width_65k/canonical",
+        str | None,
+        typer.Option(
+            help=f"SAE id in the release [default: layer_20/width_65k/canonical; {TINY_ABLATOR_ID} for tiny]"
+        ),
+    ] = None,
     reader_sae_release: Annotated[
-        str, typer.Option(help="sae-lens release, local SAE directory, or 'tiny'")
-    ] = "gemma-scope-2b-pt-mlp-canonical",
+        str | None,
+        typer.Option(
+            help="sae-lens release, local SAE directory, or 'tiny' [default: gemma-scope-2b-pt-mlp-canonical; tiny for --model tiny]"
+        ),
+    ] = None,
     reader_sae_id: Annotated[
-        str, typer.Option(help="SAE id in the release")
-    ] = "layer_21/width_65k/canonical",
+        str | None,
+        typer.Option(
+            help=f"SAE id in the release [default: layer_21/width_65k/canonical; {TINY_READER_ID} for tiny]"
+        ),
+    ] = None,
     dataset_id: Annotated[
         str, typer.Option(help="Hugging Face dataset, streamed")
     ] = "monology/pile-uncopyrighted",
@@ -93,12 +121,13 @@ def main(
     """Run (or resume) selective ablation."""
 
     def work() -> Path:
+        defaults = default_saes(model)
         config = SelectiveAblationConfig(
             model=model,
-            ablator_sae_release=ablator_sae_release,
-            ablator_sae_id=ablator_sae_id,
-            reader_sae_release=reader_sae_release,
-            reader_sae_id=reader_sae_id,
+            ablator_sae_release=ablator_sae_release or defaults[0],
+            ablator_sae_id=ablator_sae_id or defaults[1],
+            reader_sae_release=reader_sae_release or defaults[2],
+            reader_sae_id=reader_sae_id or defaults[3],
             corpus=CorpusSpec(
                 dataset_id=dataset_id,
                 dataset_paths=tuple(dataset_path or ()),

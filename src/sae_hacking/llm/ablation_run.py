@@ -159,13 +159,18 @@ def resolve_run_dir(
         run_dir = make_run_dir(config.output_dir, SCRIPT)
         write_config(run_dir, config, command_line())
         return run_dir, config, firing
+    config = saved_config(resume)
+    return resume, config, _firing(config)
+
+
+def saved_config(resume: Path) -> SelectiveAblationConfig:
+    """The config a run directory was started with (a resumed run runs with it)."""
     saved = resume / "config.json"
     if not saved.is_file():
         raise UserInputError(
             "--resume", f"'{resume}' has no config.json; give a selective-ablation run directory"
         )
-    config = config_from_json(json.loads(saved.read_text(encoding="utf-8"))["config"])
-    return resume, config, _firing(config)
+    return config_from_json(json.loads(saved.read_text(encoding="utf-8"))["config"])
 
 
 def _firing(config: SelectiveAblationConfig) -> tuple[torch.Tensor, int] | None:
@@ -225,7 +230,10 @@ def run(config: SelectiveAblationConfig, resume: Path | None = None) -> Path:
 
 
 def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) -> Path:
-    run_dir, config, firing = _shared_run_dir(config, resume, ranks)
+    # Everything that can refuse the flags (model, SAEs, their pairing) is loaded before a fresh
+    # run directory is made, so a refused run leaves nothing behind.
+    if resume is not None:
+        config = saved_config(resume)
     device = rank_device(resolve_device(config.device), ranks)
     model = load_model(config.model, device=device, dtype=parse_dtype(config.dtype))
     ablator = resolve_sae(
@@ -249,6 +257,7 @@ def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) 
             "--abridge-ablations-to",
             f"{config.abridge_ablations_to} exceeds the ablator's {width} latents",
         )
+    run_dir, config, firing = _shared_run_dir(config, resume, ranks)
     firing_counts, n_tokens = firing if firing is not None else (None, 0)
     if firing_counts is not None and firing_counts.shape[0] != width:
         raise UserInputError(

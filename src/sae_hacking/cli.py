@@ -2,7 +2,8 @@
 
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import torch
 import typer
@@ -17,6 +18,14 @@ stderr = Console(stderr=True)
 T = TypeVar("T")
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+# Flags every script spells the same way.
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+DtypeOption = Annotated[str, typer.Option(help="model dtype: float32, bfloat16 or float16")]
+OutputDirOption = Annotated[
+    Path | None,
+    typer.Option(help="where run directories go [default: $SAE_HACKING_RESULTS or ./results]"),
+]
 
 
 def dashed_flags(args: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.cli import DeviceOption, DtypeOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig, run
@@ -84,14 +84,9 @@ def main(
         Path | None,
         typer.Option(help="continue the run in this directory from its checkpoint (same flags)"),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    dtype: Annotated[
-        str, typer.Option(help="model dtype: float32, bfloat16 or float16")
-    ] = "float32",
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(help="where run directories go [default: $SAE_HACKING_RESULTS or ./results]"),
-    ] = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "float32",
+    output_dir: OutputDirOption = None,
 ) -> None:
     """Count latent co-occurrences of the ablator SAE over a corpus."""
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.cli import DeviceOption, DtypeOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.llm import TINY_ABLATOR_ID, TINY_MODEL, TINY_READER_ID, TINY_RELEASE, CorpusSpec
 from sae_hacking.llm.ablation_run import SelectiveAblationConfig, run
@@ -111,12 +111,9 @@ def main(
     resume: Annotated[
         Path | None, typer.Option(help="continue this run directory from its last checkpoint")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(help="where run directories go [$SAE_HACKING_RESULTS or ./results]"),
-    ] = None,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "float32",
+    output_dir: OutputDirOption = None,
 ) -> None:
     """Run (or resume) selective ablation."""
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.report.pair_search_run import PairSearchConfig, run
 
@@ -53,11 +53,8 @@ def main(
     explanations: Annotated[
         bool, typer.Option(help="fetch Neuronpedia explanations (cached; skipped when offline)")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(help="where run directories go [$SAE_HACKING_RESULTS or ./results]"),
-    ] = None,
+    device: DeviceOption = "auto",
+    output_dir: OutputDirOption = None,
 ) -> None:
     """Search pairs and write their report."""
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import command_line, make_app, run_or_fail
+from sae_hacking.cli import OutputDirOption, command_line, make_app, run_or_fail
 from sae_hacking.io.cooccurrence_results import merge_results, open_mergeable
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 
@@ -18,12 +18,7 @@ app = make_app(__doc__ or "")
 @app.command()
 def main(
     runs: Annotated[list[Path], typer.Argument(help="run directories of gemma_cooccurrences.py")],
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="where the merged run directory goes [default: $SAE_HACKING_RESULTS or ./results]"
-        ),
-    ] = None,
+    output_dir: OutputDirOption = None,
 ) -> None:
     """Merge co-occurrence runs into one run directory."""
 

@@ -3,12 +3,11 @@
 With no --feature-idx the server picks the latents that fire most on the prompt.
 """
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.cli import OutputDirOption, make_app, run_or_fail
 from sae_hacking.highlight.client import DEFAULT_SERVER_URL, ClientConfig, parse_feature_idx, run
 from sae_hacking.io.rundir import default_output_dir
 
@@ -32,12 +31,7 @@ def main(
     ] = None,
     top_k: Annotated[int, typer.Option(help="how many top latents, when no --feature-idx")] = 10,
     server_url: Annotated[str, typer.Option(help="address of prompt_server")] = DEFAULT_SERVER_URL,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="where the run directory goes (default: $SAE_HACKING_RESULTS or ./results)"
-        ),
-    ] = None,
+    output_dir: OutputDirOption = None,
     timeout: Annotated[
         float, typer.Option(help="seconds to wait (the first SAE may download)")
     ] = 600.0,

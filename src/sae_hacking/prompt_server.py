@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.cli import DeviceOption, DtypeOption, make_app, run_or_fail
 from sae_hacking.highlight.server import ServerConfig, run
 from sae_hacking.llm.models import DEFAULT_MODEL
 
@@ -20,8 +20,8 @@ def main(
     model: Annotated[
         str, typer.Option(help="transformer-lens model name, or 'tiny' (random, offline)")
     ] = DEFAULT_MODEL,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "float32",
     host: Annotated[
         str, typer.Option(help="loopback address to bind (no authentication)")
     ] = "127.0.0.1",

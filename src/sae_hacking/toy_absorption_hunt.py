@@ -2,13 +2,12 @@
 co-occurrence, selective-ablation and pair-search steps on toy samples, and score the pairs found
 against the SAE's truly absorbed pairs (precision, recall, F1 over a threshold sweep)."""
 
-from pathlib import Path
 from typing import Annotated
 
 import torch
 import typer
 
-from sae_hacking.cli import make_app, resolve_device, run_or_fail
+from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, resolve_device, run_or_fail
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.toy.hunt_run import HuntConfig, run
@@ -85,8 +84,8 @@ def main(
     eval_samples: Annotated[int, typer.Option(help="samples for the ground truth")] = 20_000,
     seed: Annotated[int, typer.Option(help="seed of data, SAEs and samples")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads (toy sizes: 1 is fastest)")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    output_dir: Annotated[Path | None, typer.Option(help="results root")] = None,
+    device: DeviceOption = "auto",
+    output_dir: OutputDirOption = None,
 ) -> None:
     """Hunt planted absorption; write hunt.json and precision_recall.png, print the table."""
 

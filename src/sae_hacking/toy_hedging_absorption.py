@@ -1,13 +1,12 @@
 """Train standard, detached and balanced Matryoshka SAEs on a parent with children; score
 absorption and hedging against the true features; write a table and cosine heat-maps."""
 
-from pathlib import Path
 from typing import Annotated
 
 import torch
 import typer
 
-from sae_hacking.cli import make_app, resolve_device, run_or_fail
+from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, resolve_device, run_or_fail
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.toy.absorption import AbsorptionThresholds
@@ -64,8 +63,8 @@ def main(
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (toy sizes run fastest on one)")
     ] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    output_dir: Annotated[Path | None, typer.Option(help="results root")] = None,
+    device: DeviceOption = "auto",
+    output_dir: OutputDirOption = None,
 ) -> None:
     """Run the notebook's experiment and write metrics.json, heatmaps.png and the SAEs."""
 

@@ -56,7 +56,7 @@ def main(
         float, flag("perturbation-size", "norm of each child's offset from its parent")
     ] = 0.4,
     model_dim: Annotated[int, flag("model-dim", "dimension M of the activations")] = 50,
-    device: Annotated[str, flag("device", "auto, cpu or cuda")] = "auto",
+    device: Annotated[str, flag("device", "auto, cpu, cuda or cuda:N")] = "auto",
     cuda: Annotated[bool, flag("cuda", "the original's spelling of --device cuda")] = False,
     seed: Annotated[int, flag("seed", "seed of the data, the SAE and the batches")] = 0,
     init_to_truth: Annotated[

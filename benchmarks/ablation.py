@@ -10,12 +10,12 @@ entries that differ by more than float noise: JumpReLU latents flipping across t
 """
 
 import argparse
-import time
 from functools import partial
 from typing import Any
 
 import torch
 from sae_lens import SAE, HookedSAETransformer
+from timing import timed
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
@@ -94,16 +94,6 @@ def batched(
             for latent, row in zip(chunk.latents_K.tolist(), chunk.effects_KD, strict=True):
                 effects[latent] = effects.get(latent, 0) + row
     return effects
-
-
-def timed(fn, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
 
 
 @torch.no_grad()

@@ -14,10 +14,10 @@ same set).
 """
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import timed
 from torch import Tensor
 
 from sae_hacking.core.pairs import find_pairs
@@ -65,16 +65,6 @@ def make_inputs(ablator_width: int, reader_width: int, ablated: int, seed: int):
     cooc_ee = torch.triu(cooc_ee, 1)
     cooc_ee = cooc_ee + cooc_ee.T + torch.eye(ablator_width) * 100  # diagonal: firing counts
     return latents_R, rows_RE, cooc_ee
-
-
-def timed(fn, device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return out, time.perf_counter() - start
 
 
 def compare(args, ablator_width: int, ablated: int, sign: bool, device: torch.device) -> str:

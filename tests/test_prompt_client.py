@@ -134,6 +134,7 @@ def test_a_refusal_is_one_line_with_the_servers_reason(server: str, tmp_path: Pa
     assert code == 2
     assert "refused the request (HTTP 422): unknown SAE release 'nope'" in output
     assert "Traceback" not in output
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_no_server_is_one_line_saying_how_to_start_one(tmp_path: Path) -> None:
@@ -141,3 +142,4 @@ def test_no_server_is_one_line_saying_how_to_start_one(tmp_path: Path) -> None:
     code, output = invoke("--prompt", "hi", "--server-url", url, "--output-dir", str(tmp_path))
     assert code == 2
     assert f"--server-url: cannot reach {url}" in output and "prompt_server.py" in output
+    assert list(tmp_path.iterdir()) == []

@@ -139,9 +139,10 @@ def fetch(config: ClientConfig) -> HighlightResult:
 
 def run(config: ClientConfig, console: Console | None = None) -> Path:
     """Fetch the highlight, write JSON and HTML into a fresh run directory, print it coloured."""
+    # Fetched first: a refused or unreachable request leaves no empty run directory behind.
+    result = fetch(config)
     run_dir = make_run_dir(config.output_dir, "prompt_client")
     write_config(run_dir, config, command_line())
-    result = fetch(config)
     atomic_write_json(run_dir / "highlight.json", result.model_dump())
     html_path = run_dir / "highlight.html"
     atomic_write_text(html_path, result_html(result, config.prompt))

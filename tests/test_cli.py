@@ -2,7 +2,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sae_hacking.cli import dashed_flags, make_app, resolve_device
+from sae_hacking.cli import dashed_flags, make_app
+from sae_hacking.devices import resolve_device
 from sae_hacking.errors import UserInputError
 
 
@@ -36,7 +37,7 @@ def test_every_command_accepts_underscore_spellings_and_shows_one_in_help() -> N
 
 def test_resolve_device_refuses_unknown_names_with_the_flag() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(UserInputError, match="--device: unknown device 'tpu'"):
+    with pytest.raises(UserInputError, match="device: unknown device 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(UserInputError, match="no CUDA device"):

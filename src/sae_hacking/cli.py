@@ -1,23 +1,30 @@
 """What every script shares at its edge: the typer app, one-line errors, device choice."""
 
-import sys
+import dataclasses
+import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar, get_args, get_origin
 
-import torch
 import typer
 from rich.console import Console
 from typer._click.core import Context
 from typer.core import TyperCommand
 
+from sae_hacking.config import (
+    ConfigError,
+    explicit_options,
+    flag_of,
+    option_types,
+    options_of,
+    plain_type,
+)
 from sae_hacking.errors import UserInputError
 
 stderr = Console(stderr=True)
 
 T = TypeVar("T")
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+C = TypeVar("C")
 
 # Flags every script spells the same way.
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
@@ -73,8 +80,9 @@ def make_app(help_text: str) -> typer.Typer:
 
 
 def fail(error: UserInputError) -> NoReturn:
-    """Print the one-line error and exit with the usage-error status."""
-    stderr.print(f"[bold red]error[/]: {error}", highlight=False, soft_wrap=True)
+    """Print the one-line error, the config field spelled as its flag, and exit with status 2."""
+    where = flag_of(error.field) if isinstance(error, ConfigError) else error.flag
+    stderr.print(f"[bold red]error[/]: {where}: {error.problem}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -86,31 +94,104 @@ def run_or_fail(work: Callable[[], T]) -> T:
         fail(error)
 
 
-def resolve_device(spec: str, flag: str = "--device") -> torch.device:
-    """Turn ``auto|cpu|cuda[:N]`` into a device, refusing CUDA where there is none."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec == "cuda" or spec.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UserInputError(
-                flag, f"'{spec}' asked for, but no CUDA device is visible; use cpu"
-            )
+def _comma_parser(flag: str, element: Any) -> Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
+        words = [w.strip() for w in text.split(",") if w.strip()]
         try:
-            device = torch.device(spec)
-        except RuntimeError as error:
+            return tuple(element(w) for w in words)
+        except ValueError as error:
             raise UserInputError(
-                flag, f"'{spec}' is not a device; use auto, cpu or cuda"
+                flag, f"'{text}' is not a comma-separated list of {element.__name__}"
             ) from error
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserInputError(
-                flag, f"'{spec}' but only {torch.cuda.device_count()} CUDA devices are visible"
-            )
-        return device
-    raise UserInputError(flag, f"unknown device '{spec}'; use one of {', '.join(DEVICE_CHOICES)}")
+
+    return parse
 
 
-def command_line() -> list[str]:
-    """The command line this process was started with, for config.json."""
-    return list(sys.argv)
+def _typer_parameter(
+    field: dataclasses.Field[Any], annotation: Any
+) -> tuple[inspect.Parameter, Callable[[Any], Any] | None]:
+    """The typer parameter of one config option, and how to turn its text into the field's type."""
+    meta = field.metadata
+    flag = flag_of(field.name)
+    inner, optional = plain_type(annotation)
+    parse: Callable[[Any], Any] | None = None
+    default: Any = field.default
+    cli_annotation: Any = annotation
+    if get_origin(inner) is tuple and not meta["argument"]:
+        # Tuples travel as one comma-separated word: --inner-multipliers 0.1,0.25
+        element = get_args(inner)[0]
+        parse = _comma_parser(flag, element)
+        cli_annotation = str | None if optional else str
+        if default is not None:
+            default = ",".join(str(v) for v in default)
+    elif get_origin(inner) is tuple:
+        cli_annotation = list[get_args(inner)[0]]
+        parse = tuple
+        default = list(default) if default is not None else None
+    show_default: bool | str = True
+    if meta["default_text"] is not None:
+        show_default = meta["default_text"]
+    if meta["argument"]:
+        info = typer.Argument(default, help=meta["help"], show_default=show_default)
+    else:
+        declarations = [flag, *meta["aliases"]]
+        if inner is bool:
+            declarations[0] = f"{flag}/--no-{flag[2:]}"
+        info = typer.Option(default, *declarations, help=meta["help"], show_default=show_default)
+    parameter = inspect.Parameter(
+        field.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=cli_annotation
+    )
+    return parameter, parse
+
+
+def config_command(
+    app: typer.Typer,
+    config_cls: type[C],
+    work: Callable[[C], object],
+    *,
+    name: str | None = None,
+) -> None:
+    """Add a command to ``app`` whose options are the fields of ``config_cls``.
+
+    The command builds the config (its ``__post_init__`` checks it), records which options were
+    given on the command line (for the resume rule, ``config.resumed``) and calls ``work``. A
+    ``UserInputError`` becomes one line naming the flag. The command's help is the config's
+    docstring.
+    """
+    hints = option_types(config_cls)
+    parameters: list[inspect.Parameter] = []
+    parsers: dict[str, Callable[[Any], Any]] = {}
+    for field in options_of(config_cls):
+        parameter, parse = _typer_parameter(field, hints[field.name])
+        parameters.append(parameter)
+        if parse is not None:
+            parsers[field.name] = parse
+
+    def command(context: Any, **values: Any) -> None:
+        sources = {n: context.get_parameter_source(n) for n in values}
+        explicit = frozenset(
+            n for n, source in sources.items() if getattr(source, "name", None) == "COMMANDLINE"
+        )
+
+        def build_and_work() -> object:
+            parsed = {
+                n: parsers[n](v) if n in parsers and v is not None else v for n, v in values.items()
+            }
+            config = config_cls(**parsed)
+            token = explicit_options.set(explicit)
+            try:
+                return work(config)
+            finally:
+                explicit_options.reset(token)
+
+        run_or_fail(build_and_work)
+
+    context = inspect.Parameter(
+        "context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
+    )
+    parameters.insert(0, context)
+    command.__signature__ = inspect.Signature(parameters)  # pyright: ignore[reportFunctionMemberAccess]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = inspect.getdoc(config_cls)
+    command.__name__ = name or "main"
+    app.command(name=name)(command)

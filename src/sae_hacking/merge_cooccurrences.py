@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import OutputDirOption, command_line, make_app, run_or_fail
+from sae_hacking.cli import OutputDirOption, make_app, run_or_fail
+from sae_hacking.devices import command_line
 from sae_hacking.io.cooccurrence_results import merge_results, open_mergeable
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 

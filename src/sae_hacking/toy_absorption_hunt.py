@@ -7,7 +7,8 @@ from typing import Annotated
 import torch
 import typer
 
-from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, resolve_device, run_or_fail
+from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, run_or_fail
+from sae_hacking.devices import resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.toy.hunt_run import HuntConfig, run

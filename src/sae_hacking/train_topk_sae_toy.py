@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from sae_hacking.cli import command_line, make_app, run_or_fail
+from sae_hacking.cli import make_app, run_or_fail
+from sae_hacking.devices import command_line
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.toy.topk_toy_config import ToyTrainConfig
 from sae_hacking.toy.topk_toy_run import run

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from sae_hacking.cli import command_line
+from sae_hacking.devices import command_line
 from sae_hacking.errors import UserInputError
 from sae_hacking.highlight.render import result_html, result_rich
 from sae_hacking.highlight.schemas import (

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from sae_lens import SAE, HookedSAETransformer
 
-from sae_hacking.cli import resolve_device
+from sae_hacking.devices import resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.highlight.app import create_app
 from sae_hacking.highlight.cache import SaeKey

@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sae_hacking.cli import command_line, resolve_device
 from sae_hacking.core.ablation import ablatable_latents
+from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.effects import (

@@ -17,8 +17,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
-from sae_hacking.cli import command_line, resolve_device
 from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
+from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import append_jsonl
 from sae_hacking.io.rundir import jsonable, make_run_dir, write_config

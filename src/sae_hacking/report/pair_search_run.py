@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from sae_hacking.cli import command_line, resolve_device
 from sae_hacking.core.pairs import find_pairs
+from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.cooccurrence_results import CooccurrenceResults
 from sae_hacking.io.effects import EffectRows, check_same_sources, compact, read_manifest

@@ -9,7 +9,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from sae_hacking.cli import command_line
+from sae_hacking.devices import command_line
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.bundle import save_bundle

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from sae_hacking.cli import command_line
+from sae_hacking.devices import command_line
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.rundir import make_run_dir, write_config

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from sae_hacking.cli import DEVICE_CHOICES
+from sae_hacking.config import DEVICE_CHOICES
 from sae_hacking.errors import UserInputError
 from sae_hacking.toy.schedule import DECAYS, Decay, Schedule
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sae_hacking.cli import resolve_device
+from sae_hacking.devices import resolve_device
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.bundle import save_bundle
 from sae_hacking.io.rundir import make_run_dir, write_config

@@ -19,9 +19,9 @@ from timing import timed
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
+from sae_hacking.ablation.batched import batched_ablation_effects
+from sae_hacking.ablation.sites import plan_for
 from sae_hacking.llm import tiny_model, tiny_sae, tokenize_batch
-from sae_hacking.llm.ablation import batched_ablation_effects
-from sae_hacking.llm.ablation_sites import plan_for
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 

@@ -25,11 +25,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sae_hacking.cooccurrence.run import active_of_batch, hook_acts
 from sae_hacking.core.cooccurrence import add_counts_
 from sae_hacking.core.triangle import triangle_size
 from sae_hacking.io.cooccurrence_results import save_counts, save_ever_cooccurred
 from sae_hacking.llm import iter_token_batches, tiny_model, tiny_sae
-from sae_hacking.llm.cooccurrence_run import active_of_batch, hook_acts
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)

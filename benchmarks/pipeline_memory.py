@@ -39,7 +39,7 @@ def _ablator(width: int) -> str:
 
 
 def step_cooccurrence(width: int, tmp: Path, queue) -> None:
-    from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig, run
+    from sae_hacking.cooccurrence.run import CooccurrenceConfig, run
     from sae_hacking.llm.corpus import CorpusSpec
 
     config = CooccurrenceConfig(
@@ -59,7 +59,7 @@ def step_cooccurrence(width: int, tmp: Path, queue) -> None:
 
 
 def step_ablation(width: int, tmp: Path, queue) -> None:
-    from sae_hacking.llm.ablation_run import SelectiveAblationConfig, run
+    from sae_hacking.ablation.run import SelectiveAblationConfig, run
     from sae_hacking.llm.corpus import CorpusSpec
 
     config = SelectiveAblationConfig(
@@ -86,7 +86,7 @@ def step_pairs(width: int, tmp: Path, queue) -> None:
     import torch
 
     from sae_hacking.io.effects import StoreInfo, compact, write_manifest, write_shard
-    from sae_hacking.report.pair_search_run import PairSearchConfig, run
+    from sae_hacking.pair_search.run import PairSearchConfig, run
 
     gen = torch.Generator().manual_seed(0)
     ablator = {"release": "tiny", "id": _ablator(width), "hook": "blocks.1.hook_resid_post"}

@@ -40,13 +40,13 @@ from torch import Tensor
 
 from sae_hacking.core.matching import hungarian_mcc
 from sae_hacking.core.similarity import cosine_matrix
-from sae_hacking.toy.perturbed_children import PerturbedChildren
+from sae_hacking.toy.data.perturbed_children import PerturbedChildren
+from sae_hacking.toy.data.tree import TreeSource
+from sae_hacking.toy.data.tree_spec import PRESETS
 from sae_hacking.toy.protocol import FeatureSource
-from sae_hacking.toy.schedule import Schedule
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
-from sae_hacking.toy.training import TrainSettings, train
-from sae_hacking.toy.tree import TreeSource
-from sae_hacking.toy.tree_spec import PRESETS
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
+from sae_hacking.toy.training.loop import TrainSettings, train
+from sae_hacking.toy.training.schedule import Schedule
 
 
 @dataclass(frozen=True)

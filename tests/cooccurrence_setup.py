@@ -4,8 +4,8 @@ from pathlib import Path
 
 import torch
 
+from sae_hacking.cooccurrence.run import CooccurrenceConfig
 from sae_hacking.io.bundle import load_bundle
-from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig
 from sae_hacking.llm.corpus import CorpusSpec
 from sae_hacking.llm.tokenizer import TINY_TEXT
 

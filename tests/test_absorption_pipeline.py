@@ -8,12 +8,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sae_hacking.cooccurrence.run import CooccurrenceConfig
+from sae_hacking.cooccurrence.run import run as count_cooccurrences
 from sae_hacking.gemma_selective_ablate import app as ablate_app
 from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence
 from sae_hacking.io.effects import EffectRows
-from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig
-from sae_hacking.llm.cooccurrence_run import run as count_cooccurrences
 from sae_hacking.llm.corpus import CorpusSpec
 from sae_hacking.llm.tokenizer import TINY_TEXT
 from sae_hacking.look_for_pairs import app as pairs_app

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.triangle import triangle_row, triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
 from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae
-from sae_hacking.llm.cooccurrence_run import run
 from tests.cooccurrence_setup import PROMPTS, config, counts_of, write_corpus
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from typer.testing import CliRunner, Result
 
+from sae_hacking.cooccurrence.run import run
 from sae_hacking.gemma_cooccurrences import app
 from sae_hacking.io.cooccurrence_results import read_manifest, read_tensors, save_counts
 from sae_hacking.llm import random_sae
-from sae_hacking.llm.cooccurrence_run import run
 from sae_hacking.merge_cooccurrences import app as merge_app
 from tests.cooccurrence_setup import PROMPTS, config, write_corpus
 

@@ -14,6 +14,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sae_hacking.cooccurrence import run as cooccurrence_run
+from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.triangle import triangle_size, unpack_bits
 from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app
@@ -24,8 +26,6 @@ from sae_hacking.io.cooccurrence_results import (
     read_manifest,
     save_ever_cooccurred,
 )
-from sae_hacking.llm import cooccurrence_run
-from sae_hacking.llm.cooccurrence_run import run
 from tests.cooccurrence_setup import (
     MAX_TOKENS,
     PROMPTS,

@@ -9,10 +9,10 @@ import torch
 import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
-import sae_hacking.llm.ablation_run as ablation_run
+import sae_hacking.ablation.run as ablation_run
+from sae_hacking.ablation.run import SelectiveAblationConfig
 from sae_hacking.gemma_selective_ablate import app, default_saes
 from sae_hacking.io.effects import EffectRows
-from sae_hacking.llm.ablation_run import SelectiveAblationConfig
 from sae_hacking.llm.corpus import CorpusSpec
 from sae_hacking.llm.tokenizer import TINY_TEXT
 

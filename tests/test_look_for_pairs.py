@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import sae_hacking.report.explanations as explanations
+import sae_hacking.pair_search.explanations as explanations
 from sae_hacking.gemma_selective_ablate import app as ablate_app
 from sae_hacking.io.effects import EffectRows
 from sae_hacking.llm.tokenizer import TINY_TEXT

@@ -4,17 +4,17 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-from sae_hacking.toy.absorption import AbsorptionThresholds
-from sae_hacking.toy.hedging_experiment import (
+from sae_hacking.toy.data.tree import TreeSource
+from sae_hacking.toy.data.tree_spec import PRESETS
+from sae_hacking.toy.experiments.hedging.experiment import (
     SAESettings,
     build_sae,
     notebook_settings,
     score_sae,
     variants,
 )
-from sae_hacking.toy.training import train
-from sae_hacking.toy.tree import TreeSource
-from sae_hacking.toy.tree_spec import PRESETS
+from sae_hacking.toy.metrics.absorption import AbsorptionThresholds
+from sae_hacking.toy.training.loop import train
 from sae_hacking.toy_hedging_absorption import app
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sae_hacking.toy.checkpoint import load_checkpoint
+from sae_hacking.toy.training.checkpoint import load_checkpoint
 from sae_hacking.train_topk_sae_toy import app
 
 ORIGINAL_COMMAND = [

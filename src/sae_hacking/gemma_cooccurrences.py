@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 
 from sae_hacking.cli import DeviceOption, DtypeOption, OutputDirOption, make_app, run_or_fail
+from sae_hacking.cooccurrence.run import CooccurrenceConfig, run
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.llm.cooccurrence_run import CooccurrenceConfig, run
 from sae_hacking.llm.corpus import DEFAULT_DATASET_ID, CorpusSpec
 from sae_hacking.llm.models import DEFAULT_MODEL
 

@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
+from sae_hacking.ablation.run import SelectiveAblationConfig, run
 from sae_hacking.cli import DeviceOption, DtypeOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.io.rundir import default_output_dir
 from sae_hacking.llm import TINY_ABLATOR_ID, TINY_MODEL, TINY_READER_ID, TINY_RELEASE, CorpusSpec
-from sae_hacking.llm.ablation_run import SelectiveAblationConfig, run
 
 app = make_app(__doc__ or "")
 

@@ -12,7 +12,7 @@ import typer
 
 from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.report.pair_search_run import PairSearchConfig, run
+from sae_hacking.pair_search.run import PairSearchConfig, run
 
 app = make_app(__doc__ or "")
 

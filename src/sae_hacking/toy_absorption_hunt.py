@@ -11,8 +11,8 @@ from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.devices import resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.toy.hunt_run import HuntConfig, run
-from sae_hacking.toy.tree_spec import PRESETS
+from sae_hacking.toy.data.tree_spec import PRESETS
+from sae_hacking.toy.experiments.hunt.run import HuntConfig, run
 
 app = make_app(__doc__ or "")
 

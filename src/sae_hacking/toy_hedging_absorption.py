@@ -10,9 +10,9 @@ from sae_hacking.cli import DeviceOption, OutputDirOption, make_app, run_or_fail
 from sae_hacking.devices import resolve_device
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.toy.absorption import AbsorptionThresholds
-from sae_hacking.toy.hedging_run import HedgingAbsorptionConfig, run
-from sae_hacking.toy.tree_spec import PRESETS
+from sae_hacking.toy.data.tree_spec import PRESETS
+from sae_hacking.toy.experiments.hedging.run import HedgingAbsorptionConfig, run
+from sae_hacking.toy.metrics.absorption import AbsorptionThresholds
 
 app = make_app(__doc__ or "")
 

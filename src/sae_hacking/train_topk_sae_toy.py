@@ -13,8 +13,8 @@ import typer
 from sae_hacking.cli import make_app, run_or_fail
 from sae_hacking.devices import command_line
 from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.toy.topk_toy_config import ToyTrainConfig
-from sae_hacking.toy.topk_toy_run import run
+from sae_hacking.toy.experiments.training.config import ToyTrainConfig
+from sae_hacking.toy.experiments.training.run import run
 
 app = make_app(__doc__.splitlines()[0] if __doc__ else "")
 

@@ -9,14 +9,14 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
-from sae_hacking.errors import UserInputError
-from sae_hacking.llm import tiny_model, tiny_sae, tokenize_batch
-from sae_hacking.llm.ablation import (
+from sae_hacking.ablation.batched import (
     batched_ablation_effects,
     check_linear_decoder,
     first_firing,
 )
-from sae_hacking.llm.ablation_sites import plan_for
+from sae_hacking.ablation.sites import plan_for
+from sae_hacking.errors import UserInputError
+from sae_hacking.llm import tiny_model, tiny_sae, tokenize_batch
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 K = 6

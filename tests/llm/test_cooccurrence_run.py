@@ -2,8 +2,8 @@ import pytest
 import torch
 from sae_lens import HookedSAETransformer
 
+from sae_hacking.cooccurrence.run import hook_acts
 from sae_hacking.llm import iter_token_batches
-from sae_hacking.llm.cooccurrence_run import hook_acts
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 

@@ -4,8 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sae_hacking.ablation.gemma_blocks import (
+    block_forward,
+    block_weights,
+    gelu_tanh,
+    unsupported_reason,
+)
 from sae_hacking.llm import tiny_model
-from sae_hacking.llm.gemma_blocks import block_forward, block_weights, gelu_tanh, unsupported_reason
 from sae_hacking.llm.models import tiny_config
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sae_hacking.core.similarity import cosine_matrix
-from sae_hacking.toy.absorption import (
+from sae_hacking.toy.metrics.absorption import (
     AbsorptionThresholds,
     absorbed_pairs,
     absorption_scores,

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from sae_hacking.toy.checkpoint import load_checkpoint, save_checkpoint
-from sae_hacking.toy.hierarchical_sae import HierarchicalShape, HierarchicalTopKSAE
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
+from sae_hacking.toy.saes.hierarchical import HierarchicalShape, HierarchicalTopKSAE
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
+from sae_hacking.toy.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def perturbed(sae: nn.Module) -> nn.Module:

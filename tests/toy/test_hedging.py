@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from sae_hacking.core.similarity import cosine_matrix
-from sae_hacking.toy.absorption import best_match_latents
-from sae_hacking.toy.hedging import hedging_scores
+from sae_hacking.toy.metrics.absorption import best_match_latents
+from sae_hacking.toy.metrics.hedging import hedging_scores
 from tests.toy.metric_fixtures import (
     PARENT_N,
     HandSAE,

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from sae_hacking.toy.hierarchical_sae import HierarchicalShape, HierarchicalTopKSAE
-from sae_hacking.toy.perturbed_children import PerturbedChildren
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
-from sae_hacking.toy.training import TrainSettings, train
+from sae_hacking.toy.data.perturbed_children import PerturbedChildren
+from sae_hacking.toy.saes.hierarchical import HierarchicalShape, HierarchicalTopKSAE
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
+from sae_hacking.toy.training.loop import TrainSettings, train
 
 
 def make_sae(num_parents: int = 6, k: int = 2, warmup: int = 0) -> HierarchicalTopKSAE:

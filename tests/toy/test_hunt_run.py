@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from sae_hacking.errors import UserInputError
-from sae_hacking.toy.hunt_run import HuntConfig, HuntResult, run
-from sae_hacking.toy.hunt_scoring import Score
+from sae_hacking.toy.experiments.hunt.run import HuntConfig, HuntResult, run
+from sae_hacking.toy.experiments.hunt.scoring import Score
 
 # 5 parents x 3 children (20 orthonormal features): big enough for absorption, ~2 s a run.
 SMALL_TREE = {"roots": [{"p": 0.16, "repeat": 5, "children": [{"p": 0.25, "repeat": 3}]}]}

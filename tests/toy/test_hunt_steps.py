@@ -5,10 +5,19 @@ import itertools
 import torch
 
 from sae_hacking.core.pairs import Pairs
-from sae_hacking.toy.hunt_model import Downstream, FiringThreshold, Reader, build_downstream
-from sae_hacking.toy.hunt_scoring import Score, pairs_passing, sweep
-from sae_hacking.toy.hunt_steps import ablation_effects, count_cooccurrences, search_pairs
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
+from sae_hacking.toy.experiments.hunt.model import (
+    Downstream,
+    FiringThreshold,
+    Reader,
+    build_downstream,
+)
+from sae_hacking.toy.experiments.hunt.scoring import Score, pairs_passing, sweep
+from sae_hacking.toy.experiments.hunt.steps import (
+    ablation_effects,
+    count_cooccurrences,
+    search_pairs,
+)
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
 
 M, E, K = 6, 8, 3
 

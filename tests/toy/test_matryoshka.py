@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from sae_hacking.toy.matryoshka import (
+from sae_hacking.toy.saes.matryoshka import (
     MatryoshkaSAE,
     MatryoshkaShape,
     parse_ordering,

@@ -3,22 +3,22 @@ import math
 import pytest
 import torch
 
-from sae_hacking.toy.activity_metrics import (
+from sae_hacking.toy.data.perturbed_children import PerturbedChildren
+from sae_hacking.toy.metrics.activity import (
     dead_latent_count,
     fraction_variance_unexplained,
     mean_l0,
 )
-from sae_hacking.toy.evaluation import evaluate
-from sae_hacking.toy.hierarchical_sae import HierarchicalShape, HierarchicalTopKSAE
-from sae_hacking.toy.perturbed_children import PerturbedChildren
-from sae_hacking.toy.protocol import SiblingStructure
-from sae_hacking.toy.recovery_metrics import recovery
-from sae_hacking.toy.sibling_metrics import (
+from sae_hacking.toy.metrics.evaluation import evaluate
+from sae_hacking.toy.metrics.recovery import recovery
+from sae_hacking.toy.metrics.siblings import (
     child_specificity_rate,
     pair_detection_rate,
     sibling_split_rate,
 )
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
+from sae_hacking.toy.protocol import SiblingStructure
+from sae_hacking.toy.saes.hierarchical import HierarchicalShape, HierarchicalTopKSAE
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
 
 
 @pytest.fixture

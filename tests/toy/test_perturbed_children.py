@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 import torch
 
-from sae_hacking.toy.perturbed_children import PerturbedChildren, distinct_draws
+from sae_hacking.toy.data.perturbed_children import PerturbedChildren, distinct_draws
 
 
 def make_source(k: int = 3, parents: int = 12, model_dim: int = 20) -> PerturbedChildren:

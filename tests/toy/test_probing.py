@@ -1,6 +1,6 @@
 import torch
 
-from sae_hacking.toy.probing import k_sparse_probing, rank_latents
+from sae_hacking.toy.metrics.probing import k_sparse_probing, rank_latents
 
 
 def random_labels(batch: int, features: int, seed: int) -> torch.Tensor:

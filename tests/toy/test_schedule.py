@@ -1,6 +1,6 @@
 import pytest
 
-from sae_hacking.toy.schedule import LearningRate, Schedule, scheduled_fraction
+from sae_hacking.toy.training.schedule import LearningRate, Schedule, scheduled_fraction
 
 
 def test_warmup_rises_linearly_to_the_peak() -> None:

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from sae_hacking.core.topk import topk_decode, topk_encode
-from sae_hacking.toy.matryoshka import MatryoshkaSAE, MatryoshkaShape
-from sae_hacking.toy.sparse_code import decode_top_k, top_k
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
+from sae_hacking.toy.saes.matryoshka import MatryoshkaSAE, MatryoshkaShape
+from sae_hacking.toy.saes.sparse_code import decode_top_k, top_k
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
 
 
 def make_sae(width: int = 16, k: int = 3, aux_k: int = 0) -> TopKSAE:

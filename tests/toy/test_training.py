@@ -4,9 +4,9 @@ from torch import Tensor
 
 from sae_hacking.core.similarity import unit_rows
 from sae_hacking.toy.protocol import FeatureSource
-from sae_hacking.toy.schedule import Schedule
-from sae_hacking.toy.topk_sae import TopKSAE, TopKShape
-from sae_hacking.toy.training import LogPoint, TrainSettings, block_ends, train
+from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
+from sae_hacking.toy.training.loop import LogPoint, TrainSettings, block_ends, train
+from sae_hacking.toy.training.schedule import Schedule
 
 
 class IndependentFeatures:

@@ -5,8 +5,7 @@ import pytest
 import torch
 from sae_lens.synthetic import ActivationGenerator, HierarchyNode, hierarchy_modifier
 
-from sae_hacking.toy.protocol import HasSiblings
-from sae_hacking.toy.tree import (
+from sae_hacking.toy.data.tree import (
     CompiledTree,
     TreeDraws,
     TreeSource,
@@ -16,7 +15,7 @@ from sae_hacking.toy.tree import (
     magnitudes_from_draws,
     sample_tree,
 )
-from sae_hacking.toy.tree_spec import (
+from sae_hacking.toy.data.tree_spec import (
     PRESETS,
     Forest,
     TreeNode,
@@ -24,6 +23,7 @@ from sae_hacking.toy.tree_spec import (
     forest_to_dict,
     load_forest,
 )
+from sae_hacking.toy.protocol import HasSiblings
 
 BATCH = 200_000
 

@@ -1,0 +1,1 @@
+"""Selective ablation: zero one ablator latent, keep the error term, record the reader's change."""

@@ -1,0 +1,1 @@
+"""Exact co-occurrence counting of an ablator SAE's latents over a corpus (gemma_cooccurrences.py)."""

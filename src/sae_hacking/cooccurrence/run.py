@@ -1,0 +1,194 @@
+"""The co-occurrence run behind gemma_cooccurrences.py: count, checkpoint, resume, reduce across ranks.
+
+Invariant that makes checkpoints and torchrun agree: the true counts are the sum over ranks of
+each rank's accumulators. At a checkpoint the ranks reduce into rank 0 (which saves) and the other
+ranks zero theirs; on resume rank 0 starts from the saved counts and the others from zero. Each
+rank's batches are fixed by its shard and --batch-size, and checkpoints fall between batches, so
+a resumed run sees exactly the batches an uninterrupted one would and reaches the same counts.
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from sae_lens import SAE, HookedSAETransformer
+from torch import Tensor
+
+from sae_hacking.cooccurrence.checkpoint import (
+    check_resumable,
+    checkpoint,
+    manifest_of,
+    start_counter,
+)
+from sae_hacking.cooccurrence.config import CooccurrenceConfig, choose_count_dtype
+from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
+from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.errors import UserInputError
+from sae_hacking.io.atomic import append_jsonl
+from sae_hacking.io.rundir import jsonable, make_run_dir, write_config
+from sae_hacking.llm.corpus import TokenBatch, iter_texts, iter_token_batches
+from sae_hacking.llm.distributed import RankInfo, init_ranks, rank_device, shutdown
+from sae_hacking.llm.models import (
+    load_model,
+    model_config,
+    parse_dtype,
+    stop_layer,
+)
+from sae_hacking.llm.saes import (
+    TINY_RELEASE,
+    check_release_id,
+    firing_latents,
+    resolve_sae,
+    sae_hook_name,
+)
+
+
+def _share(total: int, ranks: RankInfo) -> int:
+    return total // ranks.world + int(ranks.rank < total % ranks.world)
+
+
+@torch.inference_mode()
+def hook_acts(model: HookedSAETransformer, hook_name: str, batch: TokenBatch) -> Tensor:
+    """The activations at ``hook_name`` for a batch, running the model only as far as the hook."""
+    stop = stop_layer(hook_name)
+    if hook_name == f"blocks.{stop - 1}.hook_resid_post":
+        # A forward stopped after a block returns that block's hooked resid_post: no cache needed
+        # (run_with_cache cost ~10% of the tiny model's forward, see benchmarks/cooccurrence.py).
+        return model(batch.tokens_BS, attention_mask=batch.attention_mask_BS, stop_at_layer=stop)
+    _, cache = model.run_with_cache(
+        batch.tokens_BS,
+        attention_mask=batch.attention_mask_BS,
+        names_filter=[hook_name],
+        stop_at_layer=stop,
+    )
+    return cache[hook_name]
+
+
+@torch.inference_mode()
+def active_of_batch(
+    model: HookedSAETransformer, sae: SAE[Any], hook_name: str, batch: TokenBatch
+) -> Tensor:
+    """Which SAE latents fire on each counted token, running the model only as far as the hook."""
+    acts = hook_acts(model, hook_name, batch)
+    x_TM = acts.reshape(*acts.shape[:2], -1)[batch.counted_BS]
+    return firing_latents(sae, x_TM)
+
+
+def _shared_run_dir(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
+    if config.resume is not None:
+        return config.resume
+    box: list[Any] = [
+        make_run_dir(config.output_dir, "gemma_cooccurrences") if ranks.is_main else None
+    ]
+    if ranks.world > 1:
+        dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def _progress_bar(total: int | None, show: bool) -> Progress:
+    return Progress(
+        TextColumn("counting"),
+        BarColumn(),
+        TextColumn("{task.completed:,} prompts"),
+        TextColumn("{task.fields[tokens]:,} tokens"),
+        TextColumn("{task.fields[rate]:,.0f} tokens/s"),
+        TimeElapsedColumn(),
+        disable=not show,
+        transient=False,
+    )
+
+
+def _any_rank_continues(active: bool, ranks: RankInfo, device: torch.device) -> bool:
+    if ranks.world == 1:
+        return active
+    flag = torch.tensor([int(active)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def run(config: CooccurrenceConfig) -> Path:
+    """Count co-occurrences over the corpus; returns the run directory."""
+    ranks = init_ranks(resolve_device(config.device))
+    try:
+        return _run(config, ranks)
+    finally:
+        shutdown(ranks)
+
+
+def _load_checked(
+    config: CooccurrenceConfig, device: torch.device
+) -> tuple[HookedSAETransformer, SAE[Any]]:
+    """Model and SAE, every name and pairing checked before any download that can be avoided."""
+    model_config(config.model)
+    if config.release != TINY_RELEASE and not Path(config.release).is_dir():
+        check_release_id(config.release, config.ablator_id)
+    model = load_model(config.model, device, parse_dtype(config.dtype))
+    sae = resolve_sae(model, config.release, config.ablator_id, device)
+    if config.rows and max(config.rows) >= sae.cfg.d_sae:
+        raise UserInputError(
+            "--rows",
+            f"latent {max(config.rows)} is out of range; the SAE has {sae.cfg.d_sae} latents",
+        )
+    return model, sae
+
+
+def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
+    device = rank_device(resolve_device(config.device), ranks)
+    model, sae = _load_checked(config, device)
+    hook_name = sae_hook_name(sae)
+    width = sae.cfg.d_sae
+    dtype = choose_count_dtype(config, ranks.world)
+    if config.resume is not None:
+        check_resumable(config, manifest_of(config, sae, ranks, dtype, [], False), dtype)
+    # The run directory is made only once every input has been checked.
+    run_dir = _shared_run_dir(config, ranks)
+    if ranks.is_main:
+        if config.resume is None:
+            write_config(run_dir, config, command_line())
+        else:
+            append_jsonl(
+                run_dir / "resumes.jsonl", {"config": jsonable(config), "command": command_line()}
+            )
+    counter = start_counter(config, width, dtype, device, ranks)
+    assert model.tokenizer is not None
+    texts = iter_texts(config.corpus, ranks.rank, ranks.world, skip=counter.prompts_before)
+    prompt_budget = (
+        None
+        if config.max_prompts is None
+        else _share(config.max_prompts, ranks) - counter.prompts_before
+    )
+    if prompt_budget is not None:
+        texts = (text for _, text in zip(range(max(prompt_budget, 0)), texts, strict=False))
+    token_budget = _share(config.max_tokens, ranks) if config.max_tokens else None
+    batches = iter_token_batches(
+        texts, model.tokenizer, config.batch_size, config.max_tokens_in_prompt, config.count_bos
+    )
+    rows_R = torch.tensor(config.rows, dtype=torch.long, device=device)
+    started, step = time.perf_counter(), 0
+    with _progress_bar(config.max_prompts, ranks.is_main) as bar:
+        task = bar.add_task("count", total=config.max_prompts, tokens=counter.tokens, rate=0.0)
+        while True:
+            within_budget = token_budget is None or counter.tokens < token_budget
+            batch = next(batches, None) if within_budget else None
+            if not _any_rank_continues(batch is not None, ranks, device):
+                break
+            if batch is not None:
+                active_TE = active_of_batch(model, sae, hook_name, batch.to(device))
+                if config.rows:
+                    add_row_counts_(counter.counts, counter.firing_E, active_TE, rows_R)
+                else:
+                    add_counts_(counter.counts, counter.firing_E, active_TE)
+                counter.prompts += batch.n_prompts
+                counter.tokens += int(batch.counted_BS.sum())
+            step += 1
+            rate = counter.tokens / max(time.perf_counter() - started, 1e-9)
+            bar.update(
+                task, advance=batch.n_prompts if batch else 0, tokens=counter.tokens, rate=rate
+            )
+            if config.save_every and step % config.save_every == 0:
+                checkpoint(config, run_dir, sae, counter, ranks, complete=False)
+    checkpoint(config, run_dir, sae, counter, ranks, complete=True)
+    return run_dir

@@ -1,0 +1,194 @@
+"""The pair-search run: effect rows (and co-occurrence counts) in, pairs and their report out."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from sae_hacking.core.pairs import find_pairs
+from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.errors import UserInputError
+from sae_hacking.io.ablation_sources import firing_of, open_cooccurrence, pair_lookup
+from sae_hacking.io.cooccurrence_results import CooccurrenceResults
+from sae_hacking.io.effects import EffectRows, check_same_sources, compact, read_manifest
+from sae_hacking.io.rundir import make_run_dir, write_config
+from sae_hacking.pair_search.explanations import explain
+from sae_hacking.pair_search.report import (
+    LatentInfo,
+    PairRow,
+    neuronpedia_url,
+    write_csv,
+    write_histogram,
+    write_html,
+    write_json,
+)
+
+SCRIPT = "look_for_pairs"
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class PairSearchConfig:
+    """A pair search over one or more selective-ablation runs' effects."""
+
+    ablation_dirs: tuple[Path, ...]
+    cooccurrence_dir: Path | None = None
+    cooccurrence_threshold: int = 0
+    cosine_sim_threshold: float = 0.5
+    sign: bool = False
+    just_these: tuple[int, ...] = ()
+    top_n: int = 1000
+    block_rows: int = 4096
+    explanations: bool = False
+    device: str = "auto"
+    output_dir: Path = Path("results")
+
+    def __post_init__(self) -> None:
+        if not self.ablation_dirs:
+            raise UserInputError(
+                "--ablation-dir", "give at least one gemma_selective_ablate.py run directory"
+            )
+        if not -1.0 <= self.cosine_sim_threshold <= 1.0:
+            raise UserInputError(
+                "--cosine-sim-threshold", f"{self.cosine_sim_threshold} is not in [-1, 1]"
+            )
+        if self.cooccurrence_threshold < 0:
+            raise UserInputError("--cooccurrence-threshold", "counts are 0 or more")
+        if self.top_n < 1 or self.block_rows < 1:
+            raise UserInputError("--top-n" if self.top_n < 1 else "--block-rows", "give 1 or more")
+
+
+def _effects_dir(run: Path) -> Path:
+    return run / "effects" if (run / "effects").is_dir() else run
+
+
+def _no_cooccurrence(first_P: torch.Tensor, second_P: torch.Tensor) -> torch.Tensor:
+    del second_P
+    return torch.zeros_like(first_P)
+
+
+def _open_inputs(
+    config: PairSearchConfig,
+) -> tuple[list[Path], list[dict[str, Any]], CooccurrenceResults | None]:
+    """Read and cross-check every input before a run directory is made."""
+    sources = [_effects_dir(d) for d in config.ablation_dirs]
+    manifests = [read_manifest(s, "--ablation-dir") for s in sources]
+    check_same_sources(manifests, "--ablation-dir")
+    ablator = manifests[0]["ablator"]
+    width = int(ablator["width"])
+    for latent in config.just_these:
+        if not 0 <= latent < width:
+            raise UserInputError(
+                "--just-these", f"{latent} is out of range; the ablator SAE has {width} latents"
+            )
+    if config.cooccurrence_dir is None:
+        return sources, manifests, None
+    results = open_cooccurrence(
+        config.cooccurrence_dir,
+        model=manifests[0]["model"],
+        release=ablator["release"],
+        sae_id=ablator["id"],
+        width=width,
+        hook_name=ablator.get("hook"),
+    )
+    return sources, manifests, results
+
+
+def run(config: PairSearchConfig) -> Path:
+    """Search pairs and write pairs.json, pairs.csv, cosines.png and pairs.html to a new run directory."""
+    device = resolve_device(config.device)
+    sources, manifests, cooccurrence = _open_inputs(config)
+    lookup = _no_cooccurrence
+    if cooccurrence is not None:
+        lookup = pair_lookup(cooccurrence, config.cooccurrence_threshold)
+    else:
+        console.print(
+            "no --cooccurrence-dir: pairs are not filtered by co-occurrence", highlight=False
+        )
+    run_dir = make_run_dir(config.output_dir, SCRIPT)
+    write_config(run_dir, config, command_line())
+    if len(sources) == 1 and manifests[0].get("compacted"):
+        store = EffectRows(sources[0], "--ablation-dir")
+    else:
+        compact(sources, run_dir / "effects", "--ablation-dir")
+        store = EffectRows(run_dir / "effects", "--ablation-dir")
+    ablator = store.manifest["ablator"]
+    just_these = None
+    if config.just_these:
+        just_these = torch.tensor(sorted(set(config.just_these)), dtype=torch.long)
+        missing = sorted(set(config.just_these) - set(store.latents_R.tolist()))
+        if missing:
+            console.print(f"--just-these: never ablated, so no pairs: {missing}", highlight=False)
+    search = find_pairs(
+        store.latents_R,
+        store.rows,
+        lookup,
+        config.cosine_sim_threshold,
+        config.cooccurrence_threshold,
+        config.top_n,
+        sign=config.sign,
+        just_these=just_these,
+        block_rows=config.block_rows,
+        device=device,
+    )
+    pairs = search.pairs
+    ids = sorted(set(pairs.first_P.tolist()) | set(pairs.second_P.tolist()))
+    neuronpedia_id = ablator.get("neuronpedia_id")
+    texts = (
+        explain(neuronpedia_id, ids, run_dir / "explanations.json") if config.explanations else {}
+    )
+    row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
+    firing = firing_of(cooccurrence, ids)
+
+    def info(latent: int) -> LatentInfo:
+        return LatentInfo(
+            latent=latent,
+            ablations=int(store.counts_R[row_of[latent]]),
+            firing=firing[latent],
+            url=neuronpedia_url(neuronpedia_id, latent),
+            explanation=texts.get(latent),
+        )
+
+    rows = [
+        PairRow(info(int(i)), info(int(j)), float(c), int(n) if config.cooccurrence_dir else None)
+        for i, j, c, n in zip(
+            pairs.first_P.tolist(),
+            pairs.second_P.tolist(),
+            pairs.cosine_P.tolist(),
+            pairs.cooccurrence_P.tolist(),
+            strict=True,
+        )
+    ]
+    kind = "sign-pattern cosine" if config.sign else "cosine"
+    summary = (
+        f"{len(rows)} pairs with {kind} >= {config.cosine_sim_threshold:g}"
+        + (
+            f" and co-occurrence <= {config.cooccurrence_threshold}"
+            if config.cooccurrence_dir
+            else ""
+        )
+        + f", from {store.latents_R.shape[0]} ablated latents ({search.compared} pairs compared)."
+    )
+    meta = {
+        "summary": summary,
+        "ablator": ablator,
+        "reader": store.manifest["reader"],
+        "similarity": kind,
+        "compared": search.compared,
+        "histogram": search.histogram_D.tolist(),
+        "cooccurrence_dir": None if cooccurrence is None else str(cooccurrence.directory),
+        "cooccurrence_tokens": None if cooccurrence is None else cooccurrence.tokens,
+    }
+    write_json(run_dir / "pairs.json", rows, meta)
+    write_csv(run_dir / "pairs.csv", rows)
+    write_histogram(
+        run_dir / "cosines.png",
+        search.histogram_D.tolist(),
+        config.cosine_sim_threshold,
+        f"{kind} of all compared pairs",
+    )
+    write_html(run_dir / "pairs.html", rows, "Pairs of latents with similar effects", summary)
+    console.print(summary, highlight=False)
+    return run_dir

@@ -1,1 +1,0 @@
-"""Result reports people open: pair tables, histograms, pages, optional Neuronpedia explanations."""

@@ -1,0 +1,1 @@
+"""Hedging versus absorption on tree hierarchies (toy_hedging_absorption.py)."""

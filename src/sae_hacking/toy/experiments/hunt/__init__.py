@@ -1,0 +1,1 @@
+"""The absorption hunt on planted ground truth (toy_absorption_hunt.py)."""

@@ -1,0 +1,1 @@
+"""Training one toy SAE and scoring it (train_topk_sae_toy.py)."""

@@ -1,0 +1,1 @@
+"""Ground-truth metrics: recovery, siblings, absorption, hedging, probing, activity."""

@@ -1,0 +1,1 @@
+"""The toy training loop, learning-rate schedules, checkpoints and the run log."""

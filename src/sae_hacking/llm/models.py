@@ -1,12 +1,15 @@
-"""Language models by transformer-lens name, the offline ``tiny`` stand-in, and hook geometry.
+"""Language models by transformer-lens name or local directory, the offline ``tiny`` stand-in, and hook geometry.
 
 Every model is a sae-lens ``HookedSAETransformer`` so SAEs can be spliced in with ``add_sae``.
 """
 
+import json
 import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
 from sae_lens import HookedSAETransformer
@@ -17,6 +20,7 @@ from transformer_lens.loading_from_pretrained import (
 )
 
 from sae_hacking.errors import UserInputError
+from sae_hacking.llm.planted import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
 from sae_hacking.llm.tokenizer import tiny_tokenizer
 
 TINY_MODEL = "tiny"
@@ -98,10 +102,8 @@ def tiny_model(
 ) -> HookedSAETransformer:
     """A random Gemma-2-shaped model with the tiny tokenizer, identical for equal arguments."""
     cfg = tiny_config(n_layers=n_layers, d_model=d_model)
-    # Construction draws from the global RNG; fork it so callers' streams are untouched, then
-    # redraw every weight from our own generator.
-    with torch.random.fork_rng(devices=[]), _quiet_deprecation():
-        model = HookedSAETransformer(cfg, tokenizer=tiny_tokenizer(), default_padding_side="left")
+    # Every weight is redrawn from our own generator.
+    model = new_hooked_model(cfg, tiny_tokenizer())
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -118,10 +120,83 @@ def tiny_model(
     return model
 
 
+def new_hooked_model(cfg: HookedTransformerConfig, tokenizer: Any) -> HookedSAETransformer:
+    """An untrained model of ``cfg`` (weights from a forked RNG, so callers' streams are untouched)."""
+    with torch.random.fork_rng(devices=[]), _quiet_deprecation():
+        return HookedSAETransformer(cfg, tokenizer=tokenizer, default_padding_side="left")
+
+
+def is_model_dir(name: str) -> bool:
+    """Whether ``--model`` names a local model directory (see ``save_model_dir``)."""
+    return (Path(name) / MODEL_CONFIG_FILE).is_file()
+
+
+def save_model_dir(model: HookedSAETransformer, tokenizer: Any, path: Path) -> None:
+    """Save a model users can pass as ``--model DIR``: transformer-lens config, weights, tokenizer."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    config = {
+        key: value
+        for key, value in model.cfg.to_dict().items()
+        if isinstance(value, str | int | float | bool | list) or value is None
+    }
+    config["dtype"] = str(model.cfg.dtype).removeprefix("torch.")
+    config["device"] = "cpu"
+    (path / MODEL_CONFIG_FILE).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    weights = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    save_file(weights, str(path / MODEL_WEIGHTS_FILE))
+    tokenizer.save_pretrained(str(path))
+
+
+def _dir_config(path: Path, flag: str = "--model") -> HookedTransformerConfig:
+    try:
+        raw = json.loads((path / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
+        raw["dtype"] = DTYPES[raw.get("dtype", "float32")]
+        for derived in ("n_params", "d_vocab_out"):
+            raw.pop(derived, None)
+        known = HookedTransformerConfig.__dataclass_fields__
+        return HookedTransformerConfig(**{k: v for k, v in raw.items() if k in known})
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise UserInputError(
+            flag, f"'{path / MODEL_CONFIG_FILE}' is not a readable model config ({error})"
+        ) from error
+
+
+def load_model_dir(
+    path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> HookedSAETransformer:
+    """Load a model saved by ``save_model_dir``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    cfg = _dir_config(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        weights = load_file(str(path / MODEL_WEIGHTS_FILE))
+    except (OSError, ValueError, SafetensorError) as error:
+        raise UserInputError(
+            "--model", f"cannot load the model in '{path}' ({type(error).__name__}: {error})"
+        ) from error
+    model = new_hooked_model(cfg, tokenizer)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        raise UserInputError(
+            "--model", f"the weights in '{path}' do not fit its config: {error}"
+        ) from error
+    model.to(torch.device(device), print_details=False)
+    model.to(dtype, print_details=False)
+    return model
+
+
 def model_config(name: str, flag: str = "--model") -> HookedTransformerConfig:
     """The model's config without its weights (offline for transformer-lens's known models)."""
     if name == TINY_MODEL:
         return tiny_config()
+    if is_model_dir(name):
+        return _dir_config(Path(name), flag)
     try:
         official = get_official_model_name(name)
     except ValueError as error:
@@ -137,9 +212,12 @@ def model_config(name: str, flag: str = "--model") -> HookedTransformerConfig:
 def load_model(
     name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> HookedSAETransformer:
-    """Load ``tiny`` or a transformer-lens model by name, unprocessed (activations as in HF, as SAEs expect)."""
+    """Load ``tiny``, a local model directory, or a transformer-lens model by name, unprocessed
+    (activations as in HF, as SAEs expect)."""
     if name == TINY_MODEL:
         return tiny_model(device=device, dtype=dtype)
+    if is_model_dir(name):
+        return load_model_dir(Path(name), device=device, dtype=dtype)
     model_config(name)
     try:
         with _quiet_deprecation():

@@ -2,10 +2,16 @@
 
 Data is drawn on the SAE's device by the source, the loss is accumulated on the device, and the
 host reads numbers only every ``log_every`` steps, when the SAE is evaluated against the truth.
+
+The fast path (``TrainSettings.compile`` and ``cuda_graphs``) computes the same steps: the loss
+through ``torch.compile`` (fused kernels), and on CUDA each whole step (sampling, loss, backward,
+clipping, Adam, the weight fix) replayed as one captured CUDA graph. At batch 1024 a step is a few
+dozen small kernels, so launch overhead, not arithmetic, bounds the plain loop on a GPU (see
+benchmarks/gpu_toy_training.py).
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -20,7 +26,11 @@ from sae_hacking.toy.training.schedule import LearningRate, Schedule
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How long and how to train; ``grad_clip`` <= 0 turns clipping off."""
+    """How long and how to train; ``grad_clip`` <= 0 turns clipping off.
+
+    ``compile`` runs the SAE's loss through ``torch.compile``; ``cuda_graphs`` (ignored off CUDA)
+    captures one whole step as a CUDA graph after ``GRAPH_WARMUP_STEPS`` eager steps and replays it.
+    """
 
     steps: int
     batch_size: int
@@ -29,6 +39,13 @@ class TrainSettings:
     grad_clip: float = 0.0
     log_every: int = 100
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    compile: bool = False
+    cuda_graphs: bool = False
+
+
+# Eager steps before capture, as torch's CUDA-graph recipe does (on a side stream): they create
+# Adam's state, the autograd streams and the compiled kernels, none of which capture may allocate.
+GRAPH_WARMUP_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -75,10 +92,98 @@ class TrainResult:
 
 
 def make_optimizer(params: list[nn.Parameter], settings: TrainSettings) -> torch.optim.Adam:
-    """Adam with one fused kernel for all parameters where torch has one for the device."""
+    """Adam with one fused kernel for all parameters where torch has one for the device.
+
+    Replayed in a CUDA graph, Adam must be capturable and read its learning rate from a device
+    tensor (a float would be baked into the graph, freezing the schedule).
+    """
     device = params[0].device
     fused = device.type in ("cuda", "cpu")
+    if uses_cuda_graphs(settings, device):
+        lr = torch.tensor(settings.lr, device=device)
+        return torch.optim.Adam(
+            params, lr=lr, betas=settings.adam_betas, fused=True, capturable=True
+        )
     return torch.optim.Adam(params, lr=settings.lr, betas=settings.adam_betas, fused=fused)
+
+
+def uses_cuda_graphs(settings: TrainSettings, device: torch.device) -> bool:
+    return settings.cuda_graphs and device.type == "cuda"
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor rate is filled in place (no host sync)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+
+
+def make_step(
+    sae: ToySAE,
+    source: FeatureSource,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer,
+    loss_sum: Tensor,
+) -> Callable[[], None]:
+    """One training step that adds its loss into ``loss_sum``; nothing in it reads the device."""
+    assert isinstance(sae, nn.Module)
+    params = [p for p in sae.parameters() if p.requires_grad]
+    fix_weights = sae.after_step if isinstance(sae, AfterStep) else None
+
+    def total_loss(x_BM: Tensor) -> Tensor:
+        return sae.loss(x_BM).total
+
+    loss_of = torch.compile(total_loss) if settings.compile else total_loss
+
+    def step() -> None:
+        x_BM, _ = source.sample(settings.batch_size, generator)
+        loss = loss_of(x_BM)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, settings.grad_clip, foreach=True)
+        optimizer.step()
+        if fix_weights is not None:
+            fix_weights()
+        loss_sum.add_(loss.detach())
+
+    return step
+
+
+class GraphedStep:
+    """Runs ``step`` eagerly ``GRAPH_WARMUP_STEPS`` times on a side stream, then captures it once
+    and replays the graph for every later step.
+
+    The sampling generator is registered with the graph, so each replay draws fresh data from
+    where the generator stands, exactly the numbers eager steps would draw.
+    """
+
+    def __init__(self, step: Callable[[], None], generator: torch.Generator) -> None:
+        self.step = step
+        self.generator = generator
+        self.eager_steps = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def __call__(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.eager_steps < GRAPH_WARMUP_STEPS:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.eager_steps += 1
+        else:
+            graph = torch.cuda.CUDAGraph()
+            graph.register_generator_state(self.generator)
+            with torch.cuda.graph(graph):
+                self.step()
+            self.graph = graph
+            graph.replay()  # capture records the step without running it
 
 
 def block_ends(steps: int, log_every: int) -> Iterator[int]:
@@ -101,8 +206,12 @@ def train(
     params = [p for p in sae.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, settings)
     rate = LearningRate(settings.lr, settings.steps, settings.schedule)
-    fix_weights = sae.after_step if isinstance(sae, AfterStep) else None
     device = params[0].device
+    # One buffer for the whole run: a captured graph adds into the same memory at every replay.
+    loss_sum = torch.zeros((), device=device)
+    run_step = make_step(sae, source, settings, generator, optimizer, loss_sum)
+    if uses_cuda_graphs(settings, device):
+        run_step = GraphedStep(run_step, generator)
     history: list[LogPoint] = []
 
     def log(step: int, loss_sum: Tensor, block: int) -> LogPoint:
@@ -122,21 +231,11 @@ def train(
     start = 0
     sae.train()
     for end in block_ends(settings.steps, settings.log_every):
-        loss_sum = torch.zeros((), device=device)
+        loss_sum.zero_()
         started = time.perf_counter()
-        for step in range(start, end):
-            for group in optimizer.param_groups:
-                group["lr"] = rate.at(step)
-            x_BM, _ = source.sample(settings.batch_size, generator)
-            loss = sae.loss(x_BM).total
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, settings.grad_clip, foreach=True)
-            optimizer.step()
-            if fix_weights is not None:
-                fix_weights()
-            loss_sum += loss.detach()
+        for index in range(start, end):
+            set_lr(optimizer, rate.at(index))
+            run_step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds += time.perf_counter() - started

@@ -97,7 +97,8 @@ def read_manifest(directory: Path, name: str = COUNTS, flag: str = "--resume") -
 
 def _embedded_manifest(tensor_path: Path, flag: str) -> dict[str, Any] | None:
     header, _ = read_header(tensor_path, flag)
-    embedded = header.get("__metadata__", {}).get("manifest")
+    metadata = header.get("__metadata__", {})
+    embedded = metadata.get("manifest") if isinstance(metadata, dict) else None
     if embedded is None:
         return None
     try:

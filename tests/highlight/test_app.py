@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from sae_hacking.highlight.app import create_app, is_loopback_host
+from sae_hacking.highlight.app import MAX_WAITING, ModelGate, create_app, is_loopback_host
+from sae_hacking.highlight.protocol import HighlightError
 from sae_hacking.highlight.schemas import MAX_LATENTS, MAX_PROMPT_CHARS, HighlightRequest
 from tests.highlight.fakes import (
     FAKE_DEFAULT,
@@ -332,3 +333,34 @@ def test_a_full_queue_is_refused_with_503_and_later_requests_succeed() -> None:
                 assert_json_error(response, 503, 503)
         assert httpx.post(f"{base_url}/api/highlight", json=VALID, timeout=30).status_code == 200
     assert highlighter.max_in_flight == 1
+
+
+def test_the_gate_answers_one_plus_max_waiting_and_refuses_the_rest_at_once() -> None:
+    """The README's numbers: with the model busy, of 20 simultaneous requests 17 are admitted
+    (one computing, 16 waiting) and 3 are refused with 503 at once."""
+    gate = ModelGate(max_waiting=MAX_WAITING)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def request() -> None:
+        try:
+            with gate.hold():
+                release.wait(timeout=30)
+                outcome = "answered"
+        except HighlightError as error:
+            outcome = str(error.status)
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=request) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while len(outcomes) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(outcomes) == ["503"] * 3  # refused while the others still wait
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["503"] * 3 + ["answered"] * 17

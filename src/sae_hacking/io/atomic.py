@@ -51,6 +51,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) a run killed mid-write left under
+    ``directory``; call on resume, when no writer can be running there. Returns what was removed."""
+    stale = [path for path in directory.rglob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON record as a line (log files, where a torn last line is tolerated)."""
     with open(path, "a", encoding="utf-8") as handle:

@@ -12,13 +12,15 @@ Both carry ``firing_counts`` [E] (int64): the tokens on which each latent fired.
 
 Each safetensors file carries a copy of its manifest in its own header, so the one atomic rename
 of the tensor file replaces tensors and manifest together; the JSON beside it can lag one
-checkpoint behind if a run is killed between the two renames, and is then overruled. ``ever_cooccurred`` is
-written before ``counts``; a reader uses its bits only when both headers name the same
-checkpoint, and otherwise reads ``pair_counts > 0`` from the counts themselves.
+checkpoint behind, or be cut short, if a run is killed between the two renames, and is then
+overruled. ``ever_cooccurred`` is written before ``counts``; a reader uses its bits only when both
+headers name the same checkpoint, and otherwise reads ``pair_counts > 0`` from the counts.
+
+Every open checks each tensor's CRC-32 against the manifest and the counts against what counting
+can produce (``check_counts``), so a damaged file is refused instead of counted.
 """
 
 import json
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,15 @@ from torch import Tensor
 from sae_hacking.core.triangle import BITS_PER_WORD, bits_at, pack_bits, pair_index, triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write, atomic_write_json
-from sae_hacking.io.bundle import MANIFEST_FORMAT, bundle_paths
+from sae_hacking.io.bundle import (
+    MANIFEST_FORMAT,
+    bundle_paths,
+    damaged,
+    describe_tensors,
+    read_header,
+    read_json_object,
+    verify_file,
+)
 
 COUNTS = "counts"
 EVER = "ever_cooccurred"
@@ -49,16 +59,9 @@ _CHUNK = 1 << 26
 CHECKPOINT_KEYS = ("tokens", "prompts", "progress", "merged_from", "complete")
 
 
-def _header(path: Path) -> tuple[dict[str, Any], int]:
-    """A safetensors file's JSON header and the offset where its data begins."""
-    with open(path, "rb") as handle:
-        (header_len,) = struct.unpack("<Q", handle.read(8))
-        return json.loads(handle.read(header_len)), 8 + header_len
-
-
-def memmap_tensor(path: Path, key: str) -> np.ndarray:
+def memmap_tensor(path: Path, key: str, flag: str = "--cooccurrence-dir") -> np.ndarray:
     """A read-only memory map of one tensor in a safetensors file (no copy, no full read)."""
-    header, data_start = _header(path)
+    header, data_start = read_header(path, flag)
     entry = header[key]
     begin, end = entry["data_offsets"]
     dtype = _NUMPY_DTYPES[entry["dtype"]]
@@ -72,39 +75,103 @@ def has_results(directory: Path, name: str = COUNTS) -> bool:
     return bundle_paths(directory, name)[0].is_file()
 
 
-def read_manifest(directory: Path, name: str = COUNTS) -> dict[str, Any]:
-    """The bundle's manifest: the JSON, unless it names another checkpoint than the copy in the
-    tensor file's header (a run killed between the two renames), which then wins."""
+def read_manifest(directory: Path, name: str = COUNTS, flag: str = "--resume") -> dict[str, Any]:
+    """The bundle's manifest: the JSON, unless it is missing, cut short or names another
+    checkpoint than the copy in the tensor file's header (a run killed between the two renames),
+    which then wins. The tensors' checksums always come from the header's copy, written in the
+    same rename as the tensors."""
     tensor_path, manifest_path = bundle_paths(directory, name)
-    embedded = None
-    if tensor_path.is_file():
-        embedded = _header(tensor_path)[0].get("__metadata__", {}).get("manifest")
-    if not manifest_path.is_file():
+    embedded = _embedded_manifest(tensor_path, flag) if tensor_path.is_file() else None
+    try:
+        manifest = read_json_object(manifest_path, flag)
+    except UserInputError:
         if embedded is None:
-            raise FileNotFoundError(manifest_path)
-        return json.loads(embedded)
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    if embedded is not None and not same_checkpoint(manifest, json.loads(embedded)):
-        return json.loads(embedded)
+            raise
+        return embedded
+    if embedded is None:
+        return manifest
+    if not same_checkpoint(manifest, embedded):
+        return embedded
+    return {**manifest, "tensors": embedded.get("tensors", {})}
+
+
+def _embedded_manifest(tensor_path: Path, flag: str) -> dict[str, Any] | None:
+    header, _ = read_header(tensor_path, flag)
+    metadata = header.get("__metadata__", {})
+    embedded = metadata.get("manifest") if isinstance(metadata, dict) else None
+    if embedded is None:
+        return None
+    try:
+        manifest = json.loads(embedded)
+    except json.JSONDecodeError as error:
+        raise damaged(flag, tensor_path, "its embedded manifest is not JSON") from error
+    if not isinstance(manifest, dict):
+        raise damaged(flag, tensor_path, "its embedded manifest is not a JSON object")
     return manifest
 
 
 def read_tensors(
-    directory: Path, name: str = COUNTS, keys: list[str] | None = None
+    directory: Path, name: str = COUNTS, keys: list[str] | None = None, flag: str = "--resume"
 ) -> dict[str, Tensor]:
-    """A bundle's tensors (all, or only ``keys``), from the tensor file alone."""
-    with safe_open(str(bundle_paths(directory, name)[0]), framework="pt") as handle:
+    """A bundle's tensors (all, or only ``keys``), from the tensor file alone, after checking every
+    tensor's checksum (a full read of the file, at about 0.8 GB/s)."""
+    manifest = read_manifest(directory, name, flag)
+    tensor_path = bundle_paths(directory, name)[0]
+    verify_file(tensor_path, manifest.get("tensors", {}), flag)
+    if name == COUNTS:
+        check_counts(tensor_path, manifest, flag)
+    with safe_open(str(tensor_path), framework="pt") as handle:
         return {
             key: handle.get_tensor(key) for key in (keys if keys is not None else handle.keys())
         }
+
+
+def check_counts(path: Path, manifest: dict[str, Any], flag: str) -> None:
+    """Refuse counts no counting can produce: a negative count, a latent firing on more tokens
+    than were counted, a pair co-occurring more often than either of its latents fired."""
+    try:
+        tokens, width, layout = int(manifest["tokens"]), int(manifest["width"]), manifest["layout"]
+        rows = list(manifest["rows"] or []) if layout == ROWS else []
+    except (KeyError, TypeError, ValueError) as error:
+        raise damaged(flag, path, "its manifest lacks tokens, width or layout") from error
+    firing = np.asarray(memmap_tensor(path, "firing_counts", flag), dtype=np.int64)
+    key = "pair_counts" if layout == TRIANGLE else "row_counts"
+    counts = memmap_tensor(path, key, flag)
+    shape = [triangle_size(width)] if layout == TRIANGLE else [len(rows), width]
+    if list(firing.shape) != [width] or list(counts.shape) != shape:
+        raise damaged(flag, path, f"tensors of shapes {list(firing.shape)}, {list(counts.shape)}")
+    if firing.min(initial=0) < 0 or firing.max(initial=0) > tokens:
+        latent = int(np.argmax((firing < 0) | (firing > tokens)))
+        raise UserInputError(
+            flag,
+            f"'{path}' is impossible: latent {latent} fired on {int(firing[latent])} tokens, "
+            f"more tokens than the run counted ({tokens}); the file is damaged",
+        )
+    for row in range(len(rows) if layout == ROWS else width):
+        if layout == ROWS:
+            latent, counts_J = rows[row], counts[row]
+            bound_J, others = np.minimum(firing[latent], firing), np.arange(width)
+            bound_J[latent] = firing[latent]
+        else:
+            start = row * width - row * (row + 1) // 2
+            latent, counts_J = row, counts[start : start + width - row - 1]
+            bound_J, others = np.minimum(firing[row], firing[row + 1 :]), np.arange(row + 1, width)
+        bad_J = (counts_J > bound_J) | (counts_J < 0)
+        if bad_J.any():
+            j = int(np.argmax(bad_J))
+            raise UserInputError(
+                flag,
+                f"'{path}' is impossible: pair ({latent}, {int(others[j])}) co-occurred on "
+                f"{int(counts_J[j])} tokens, more often than one of them fired "
+                f"({int(bound_J[j])}); the file is damaged",
+            )
 
 
 def _save(directory: Path, name: str, tensors: dict[str, Tensor], manifest: dict[str, Any]) -> None:
     """Write the tensors with the manifest in their header (one atomic rename), then the JSON copy."""
     tensor_path, manifest_path = bundle_paths(directory, name)
     cpu = {key: value.detach().contiguous().cpu() for key, value in tensors.items()}
-    shapes = {key: {"shape": list(v.shape), "dtype": str(v.dtype)} for key, v in cpu.items()}
-    full = {"format": MANIFEST_FORMAT, "tensors": shapes, **manifest}
+    full = {"format": MANIFEST_FORMAT, **manifest, "tensors": describe_tensors(cpu)}
     metadata = {"manifest": json.dumps(full)}
     atomic_write(tensor_path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
     atomic_write_json(manifest_path, full)
@@ -144,6 +211,7 @@ class CooccurrenceResults:
     directory: Path
     manifest: dict[str, Any]
     firing_E: Int[Tensor, " E"]
+    flag: str = "--cooccurrence-dir"
 
     @property
     def width(self) -> int:
@@ -165,12 +233,12 @@ class CooccurrenceResults:
     def ever_is_current(self) -> bool:
         """Whether the bit file holds the same checkpoint as the counts."""
         return has_results(self.directory, EVER) and same_checkpoint(
-            read_manifest(self.directory, EVER), self.manifest
+            read_manifest(self.directory, EVER, self.flag), self.manifest
         )
 
     def _counts_map(self) -> np.ndarray:
         key = "pair_counts" if self.manifest["layout"] == TRIANGLE else "row_counts"
-        return memmap_tensor(bundle_paths(self.directory, COUNTS)[0], key)
+        return memmap_tensor(bundle_paths(self.directory, COUNTS)[0], key, self.flag)
 
     def pair_counts(
         self, first_D: Int[Tensor, " D"], second_D: Int[Tensor, " D"]
@@ -195,7 +263,7 @@ class CooccurrenceResults:
         """
         if not self.ever_is_current():
             return self.pair_counts(first_D, second_D) > 0
-        words = memmap_tensor(bundle_paths(self.directory, EVER)[0], "bits")
+        words = memmap_tensor(bundle_paths(self.directory, EVER)[0], "bits", self.flag)
         low_D, high_D = torch.minimum(first_D, second_D), torch.maximum(first_D, second_D)
         index_D = pair_index(low_D.cpu(), high_D.cpu(), self.width)
         word_D = index_D // BITS_PER_WORD
@@ -216,22 +284,32 @@ def load_cooccurrence(
     """Open a finished run (firing counts in memory, pair counts memory-mapped on demand).
 
     ``allow_partial`` also opens a run stopped at a checkpoint (``results.complete`` is False):
-    its counts, firing counts and bits are those of the same ``results.tokens`` tokens.
+    its counts, firing counts and bits are those of the same ``results.tokens`` tokens. Every
+    tensor is checked against its checksum, and the counts against ``check_counts``.
     """
     if not has_results(directory):
         raise UserInputError(
             flag,
             f"'{directory}' has no {COUNTS}.safetensors; give a gemma_cooccurrences.py run directory",
         )
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, COUNTS, flag)
     if not manifest.get("complete", False) and not allow_partial:
         raise UserInputError(
             flag,
             f"'{directory}' holds an unfinished run ({manifest.get('tokens', 0):,} tokens so far); "
             "finish it with --resume",
         )
-    firing_E = read_tensors(directory, COUNTS, ["firing_counts"])["firing_counts"]
-    return CooccurrenceResults(directory, manifest, firing_E)
+    if has_results(directory, EVER):
+        ever_path = bundle_paths(directory, EVER)[0]
+        verify_file(ever_path, read_manifest(directory, EVER, flag).get("tensors", {}), flag)
+    firing_E = read_tensors(directory, COUNTS, ["firing_counts"], flag)["firing_counts"]
+    if manifest.get("tokens") == 0:
+        raise UserInputError(
+            flag,
+            f"'{directory}' counted no tokens (corpus empty, or every prompt cut to BOS by "
+            "--max-tokens-in-prompt); count a corpus first",
+        )
+    return CooccurrenceResults(directory, manifest, firing_E, flag)
 
 
 MERGE_KEYS = ("layout", "width", "rows", "model", "sae_release", "sae_id", "hook_name", "count_bos")

@@ -6,9 +6,12 @@ latents, one row per ablator latent) and ``counts_R`` (how many ablations were s
 may appear in several shards (several flushes, ranks or runs): its effect is the sum. ``compact``
 merges any number of stores into one whose shards are disjoint and sorted, streaming one block of
 latent ids at a time, so no step holds a dense width x width matrix.
+
+Every open checks each shard's checksums and what a store promises (latent ids sorted, distinct
+and within the ablator's width; counts at least 1; effects of the reader's width): a damaged shard is
+refused.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,14 @@ from torch import Tensor
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write_json
-from sae_hacking.io.bundle import bundle_paths, save_bundle
+from sae_hacking.io.bundle import (
+    bundle_paths,
+    damaged,
+    load_manifest,
+    read_json_object,
+    save_bundle,
+    verify_file,
+)
 
 STORE_FORMAT = "sae_hacking.effects/1"
 MANIFEST = "effects.json"
@@ -113,9 +123,17 @@ def read_manifest(directory: Path, flag: str) -> dict[str, Any]:
         raise UserInputError(
             flag, f"'{directory}' has no {MANIFEST}; give a selective-ablation effects directory"
         )
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest = read_json_object(path, flag)
     if manifest.get("format") != STORE_FORMAT:
         raise UserInputError(flag, f"'{path}' is not an effects store ({manifest.get('format')})")
+    try:
+        for key in ("ablator", "reader"):
+            int(manifest[key]["width"])
+        names = [str(entry["name"]) for entry in manifest["shards"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise damaged(flag, path, "it lacks the SAE widths or the shard list") from error
+    if any("/" in name or name.startswith(".") for name in names):
+        raise damaged(flag, path, "a shard name is a path")
     return manifest
 
 
@@ -137,13 +155,43 @@ class _Shard:
     latents_R: Tensor
 
 
-def _shards(directory: Path, manifest: dict[str, Any]) -> list[_Shard]:
+def _shards(directory: Path, manifest: dict[str, Any], flag: str) -> list[_Shard]:
+    """The store's shards, each checked against its checksums and what a store promises."""
     shards = []
+    ablator_width, reader_width = manifest["ablator"]["width"], manifest["reader"]["width"]
     for entry in manifest["shards"]:
         path, _ = bundle_paths(directory, entry["name"])
+        if not path.is_file():
+            raise UserInputError(flag, f"'{path}' is missing; the store is incomplete")
+        described = load_manifest(directory, entry["name"], flag).get("tensors", {})
+        verify_file(path, described, flag, ["latents_R", "effects_RE", "counts_R"])
         with safe_open(str(path), framework="pt") as handle:
-            shards.append(_Shard(path, handle.get_tensor("latents_R")))
+            latents_R = handle.get_tensor("latents_R")
+            counts_R = handle.get_tensor("counts_R")
+            shape = list(handle.get_slice("effects_RE").get_shape())
+        _check_shard(path, latents_R, counts_R, shape, ablator_width, reader_width, flag)
+        shards.append(_Shard(path, latents_R))
     return shards
+
+
+def _check_shard(
+    path: Path,
+    latents_R: Tensor,
+    counts_R: Tensor,
+    effects_shape: list[int],
+    ablator_width: int,
+    reader_width: int,
+    flag: str,
+) -> None:
+    rows = latents_R.shape[0]
+    if effects_shape != [rows, reader_width] or list(counts_R.shape) != [rows]:
+        raise damaged(flag, path, f"{rows} latents but effects of shape {effects_shape}")
+    if rows and (latents_R.min() < 0 or latents_R.max() >= ablator_width):
+        raise damaged(flag, path, f"a latent id is out of range 0-{ablator_width - 1}")
+    if rows > 1 and not bool((latents_R[1:] > latents_R[:-1]).all()):
+        raise damaged(flag, path, "its latent ids are not sorted and distinct")
+    if rows and counts_R.min() < 1:
+        raise damaged(flag, path, "a latent has an ablation count below 1")
 
 
 def compact(
@@ -156,7 +204,9 @@ def compact(
     manifests = [read_manifest(source, info_flag) for source in sources]
     check_same_sources(manifests, info_flag)
     shards = [
-        shard for source, m in zip(sources, manifests, strict=True) for shard in _shards(source, m)
+        shard
+        for source, m in zip(sources, manifests, strict=True)
+        for shard in _shards(source, m, info_flag)
     ]
     reader_width = int(manifests[0]["reader"]["width"])
     all_latents = (
@@ -199,7 +249,7 @@ class EffectRows:
             raise UserInputError(
                 flag, f"'{directory}' is not compacted; run the pair search on the run's effects/"
             )
-        self._shards = _shards(directory, self.manifest)
+        self._shards = _shards(directory, self.manifest, flag)
         self.latents_R = (
             torch.cat([s.latents_R for s in self._shards])
             if self._shards

@@ -2,8 +2,11 @@
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -81,8 +84,46 @@ def make_run_dir(output_dir: Path, prefix: str, flag: str = "--output-dir") -> P
             run_dir.mkdir()
         except FileExistsError:
             continue
+        except OSError as error:
+            raise UserInputError(
+                flag, f"cannot write in '{output_dir}': {error.strerror}; give another directory"
+            ) from error
         return run_dir
     raise UserInputError(flag, f"could not create a fresh run directory in '{output_dir}'")
+
+
+# What a run directory holds before its run has produced anything.
+_STARTING_FILES = {"config.json", "resumes.jsonl"}
+
+
+def remove_if_unused(run_dir: Path) -> bool:
+    """Delete ``run_dir`` if it holds nothing but its config (and temporaries); True if deleted."""
+    if not run_dir.is_dir():
+        return False
+    for path in run_dir.iterdir():
+        temporary = path.name.startswith(".") and path.name.endswith(".tmp")
+        if path.name not in _STARTING_FILES and not temporary:
+            return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
+@contextmanager
+def removed_unless_used(run_dir: Path) -> Iterator[Path]:
+    """Yield ``run_dir``; if the work inside fails before writing anything beside the config
+    (a corpus refused while streaming, an interrupt), delete it so no empty run is left behind."""
+    try:
+        yield run_dir
+    except BaseException:
+        remove_if_unused(run_dir)
+        raise
+
+
+@contextmanager
+def fresh_run_dir(output_dir: Path, prefix: str, flag: str = "--output-dir") -> Iterator[Path]:
+    """``make_run_dir``, deleted again if the work inside fails before it wrote any result."""
+    with removed_unless_used(make_run_dir(output_dir, prefix, flag)) as run_dir:
+        yield run_dir
 
 
 def write_config(run_dir: Path, config: Any, argv: list[str]) -> None:

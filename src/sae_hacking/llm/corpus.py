@@ -66,29 +66,85 @@ class TokenBatch:
         )
 
 
+def _text_of(value: object, where: str, text_field: str) -> str:
+    """A record's text; anything but a string (null, a list, a number) is refused, never
+    counted as the prompt "None" or "['a', 'b']"."""
+    if not isinstance(value, str):
+        kind = "null" if value is None else type(value).__name__
+        raise UserInputError("--text-field", f"{where}: '{text_field}' is {kind}, not a string")
+    return value
+
+
+def _decoded(raw: bytes, number: int, path: Path) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserInputError(
+            "--dataset-path",
+            f"line {number} of '{path}' is not UTF-8 (byte {error.start}: {raw[error.start : error.start + 1]!r}); "
+            "convert the file to UTF-8",
+        ) from error
+
+
+def _jsonl_texts(path: Path, text_field: str) -> Iterator[str]:
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = _decoded(raw, number, path)
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise UserInputError(
+                    "--dataset-path", f"line {number} of '{path}' is not JSON ({error.msg})"
+                ) from error
+            if not isinstance(record, dict):
+                kind = "null" if record is None else type(record).__name__
+                raise UserInputError(
+                    "--dataset-path",
+                    f"line {number} of '{path}' is a JSON {kind}, not an object with a "
+                    f"'{text_field}' field",
+                )
+            if text_field not in record:
+                raise UserInputError(
+                    "--text-field", f"line {number} of '{path}' has no field '{text_field}'"
+                )
+            yield _text_of(record[text_field], f"line {number} of '{path}'", text_field)
+
+
+def _parquet_texts(path: Path, text_field: str) -> Iterator[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as error:
+        raise UserInputError(
+            "--dataset-path", f"'{path}' is not a readable parquet file"
+        ) from error
+    if text_field not in table.schema_arrow.names:
+        raise UserInputError("--text-field", f"'{path}' has no column '{text_field}'")
+    column_type = table.schema_arrow.field(text_field).type
+    if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):
+        raise UserInputError(
+            "--text-field", f"column '{text_field}' of '{path}' holds {column_type}, not strings"
+        )
+    row = 0
+    for batch in table.iter_batches(columns=[text_field], batch_size=1024):
+        for text in batch.column(0).to_pylist():
+            row += 1
+            yield _text_of(text, f"row {row} of '{path}'", text_field)
+
+
 def _local_texts(path: Path, text_field: str) -> Iterator[str]:
     if path.suffix == ".txt":
-        with open(path, encoding="utf-8") as handle:
-            yield from (line.rstrip("\n") for line in handle)
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield _decoded(raw, number, path).rstrip("\r\n")
     elif path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if text_field not in record:
-                    raise UserInputError(
-                        "--text-field", f"line {number} of '{path}' has no field '{text_field}'"
-                    )
-                yield str(record[text_field])
+        yield from _jsonl_texts(path, text_field)
     else:
-        import pyarrow.parquet as pq
-
-        table = pq.ParquetFile(path)
-        if text_field not in table.schema_arrow.names:
-            raise UserInputError("--text-field", f"'{path}' has no column '{text_field}'")
-        for batch in table.iter_batches(columns=[text_field], batch_size=1024):
-            yield from (str(text) for text in batch.column(0).to_pylist())
+        yield from _parquet_texts(path, text_field)
 
 
 def _hub_texts(dataset_id: str, split: str, text_field: str) -> Iterator[str]:
@@ -102,17 +158,17 @@ def _hub_texts(dataset_id: str, split: str, text_field: str) -> Iterator[str]:
             f"cannot stream '{dataset_id}' ({type(error).__name__}); check the name, the network "
             "and HF_DATASETS_OFFLINE, or use --dataset-path",
         ) from error
-    for row in stream:
+    for number, row in enumerate(stream, start=1):
         assert isinstance(row, dict)
         if text_field not in row:
             raise UserInputError(
                 "--text-field", f"'{dataset_id}' rows have no field '{text_field}'"
             )
-        yield str(row[text_field])
+        yield _text_of(row[text_field], f"row {number} of '{dataset_id}'", text_field)
 
 
-def iter_texts(spec: CorpusSpec, rank: int = 0, world: int = 1, skip: int = 0) -> Iterator[str]:
-    """This rank's prompts in order, after skipping its first ``skip`` (for resuming)."""
+def _nonempty_texts(spec: CorpusSpec) -> Iterator[str]:
+    """Every non-empty text of the corpus in order; a corpus without one is refused."""
     if spec.dataset_paths:
         texts: Iterable[str] = itertools.chain.from_iterable(
             _local_texts(path, spec.text_field) for path in spec.dataset_paths
@@ -120,8 +176,26 @@ def iter_texts(spec: CorpusSpec, rank: int = 0, world: int = 1, skip: int = 0) -
     else:
         assert spec.dataset_id is not None
         texts = _hub_texts(spec.dataset_id, spec.split, spec.text_field)
-    nonempty = (text for text in texts if text.strip())
-    return itertools.islice(nonempty, rank + skip * world, None, world)
+    seen = 0
+    for text in texts:
+        if text.strip():
+            seen += 1
+            yield text
+    if not seen:
+        flag = "--dataset-path" if spec.dataset_paths else "--dataset-id"
+        raise UserInputError(flag, f"'{spec.describe()}' holds no text (every line is empty)")
+
+
+def iter_texts(spec: CorpusSpec, rank: int = 0, world: int = 1, skip: int = 0) -> Iterator[str]:
+    """This rank's prompts in order, after skipping its first ``skip`` (for resuming)."""
+    return itertools.islice(_nonempty_texts(spec), rank + skip * world, None, world)
+
+
+def check_corpus(spec: CorpusSpec, texts: int = 1000) -> None:
+    """Read the corpus's first ``texts`` texts, so a file that is empty, not UTF-8 or not JSON
+    is refused before a run directory is made (a problem further in is found while streaming)."""
+    for _ in itertools.islice(_nonempty_texts(spec), texts):
+        pass
 
 
 def tokenize_batch(

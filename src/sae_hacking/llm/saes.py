@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from jaxtyping import Bool, Float
 from sae_lens import SAE, HookedSAETransformer
 from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
@@ -24,6 +25,7 @@ from transformer_lens import HookedTransformerConfig
 from sae_hacking.errors import UserInputError
 from sae_hacking.llm.models import hook_width, stop_layer
 from sae_hacking.llm.tokenizer import TINY_TEXT
+from sae_hacking.memory import check_fits
 
 DEFAULT_RELEASE = "gemma-scope-2b-pt-res-canonical"
 DEFAULT_ABLATOR_ID = "layer_20/width_65k/canonical"
@@ -44,8 +46,14 @@ def check_release_id(release: str, sae_id: str, flag: str = "--sae-id") -> None:
     """Refuse an unknown release or an id the release lacks, from sae-lens's registry (no network)."""
     directory = get_pretrained_saes_directory()
     if release not in directory:
-        if "/" in release:
+        if "/" in release and _is_repo_id(release):
             return  # a Hugging Face repo id: only the hub can say what it holds
+        if "/" in release:
+            raise UserInputError(
+                "--sae-release",
+                f"'{release}' is neither a sae-lens release, a Hugging Face repo id "
+                "(owner/name) nor a directory holding cfg.json",
+            )
         raise UserInputError(
             "--sae-release",
             f"'{release}' is not a sae-lens release{_closest(release, list(directory))}",
@@ -55,6 +63,14 @@ def check_release_id(release: str, sae_id: str, flag: str = "--sae-id") -> None:
         raise UserInputError(
             flag, f"'{sae_id}' is not an SAE of release '{release}'{_closest(sae_id, ids)}"
         )
+
+
+def _is_repo_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def load_sae(
@@ -68,10 +84,10 @@ def load_sae(
     check_release_id(release, sae_id, flag)
     try:
         return SAE.from_pretrained(release, sae_id, device=str(device), dtype=dtype)
-    except (OSError, EntryNotFoundError) as error:
+    except (OSError, EntryNotFoundError, HFValidationError) as error:
         raise UserInputError(
             flag,
-            f"cannot load '{release}' '{sae_id}' ({type(error).__name__}); check the network "
+            f"cannot load '{release}' '{sae_id}' ({type(error).__name__}); check the names, the network "
             "and HF_HUB_OFFLINE, or pass a local directory",
         ) from error
 
@@ -209,12 +225,18 @@ def tiny_sae(
             f"'{sae_id}' is not a tiny SAE id; use <hook>/<jumprelu|topk>/<width>, e.g. {TINY_ABLATOR_ID}",
         )
     hook_name, kind, width = parts[0], parts[1], int(parts[2])
-    if hook_width(model.cfg, hook_name) is None:
+    d_in = hook_width(model.cfg, hook_name)
+    if d_in is None:
         raise UserInputError(
             "--sae-id", f"'{hook_name}' is not a hook of model '{model.cfg.model_name}'"
         )
+    if width < 1:
+        raise UserInputError("--sae-id", f"'{sae_id}' has {width} latents; give at least 1")
     generator = torch.Generator().manual_seed(zlib.crc32(sae_id.encode()))
     sample_TM = hook_activations(model, TINY_TEXT.splitlines(), hook_name)
+    # Encoder and decoder, plus the sample's pre-activations and their sorted copy (calibration).
+    n_bytes = 4 * width * (2 * d_in + 2 * sample_TM.shape[0] + 8)
+    check_fits(n_bytes, "--sae-id", f"a tiny SAE of {width:,} latents")
     sae = random_sae(
         "jumprelu" if kind == "jumprelu" else "topk",
         sample_TM,
@@ -244,4 +266,11 @@ def resolve_sae(
     else:
         sae = load_sae(release, sae_id, device, flag=flag)
     check_pairing(model.cfg, sae, flag)
+    check_width(sae, flag)
     return sae
+
+
+def check_width(sae: SAE[Any], flag: str = "--sae-id") -> None:
+    """Refuse an SAE without latents (nothing to count, ablate or show)."""
+    if sae.cfg.d_sae < 1:
+        raise UserInputError(flag, f"the SAE has {sae.cfg.d_sae} latents; give one with at least 1")

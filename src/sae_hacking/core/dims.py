@@ -12,7 +12,9 @@ E  SAE width (latents)
 F  reserved for torch.nn.functional, never a dimension
 G  a multiple of E
 H  SAE children (a multiple of E) in the hierarchical SAE
+I  input features of a classifier (pixels of an image)
 K  k in top-k, or latents ablated per prompt
+L  classes (labels) of a classification task
 M  model dimension (the activation space an SAE reads)
 N  true features of a synthetic dataset
 P  packed latent pairs (an upper triangle, flattened)
@@ -33,7 +35,9 @@ LETTERS: dict[str, str] = {
     "E": "SAE width",
     "G": "multiple of E",
     "H": "SAE children",
+    "I": "classifier input features",
     "K": "top-k",
+    "L": "classes",
     "M": "model dimension",
     "N": "true features",
     "P": "packed pairs",

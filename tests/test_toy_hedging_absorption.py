@@ -1,11 +1,15 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
+from sae_hacking.cli import config_command, make_app
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.data.tree_spec import PRESETS
+from sae_hacking.toy.experiments.hedging import run as hedging_run
+from sae_hacking.toy.experiments.hedging.config import HedgingAbsorptionConfig
 from sae_hacking.toy.experiments.hedging.experiment import (
     SAESettings,
     build_sae,
@@ -84,17 +88,68 @@ def test_script_writes_table_figure_and_sae_bundles(tmp_path: Path) -> None:
 
 def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path: Path) -> None:
     runner = CliRunner()
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"roots": [{"p": 0.5, "repeat": 1e12}]}))
+    wide = tmp_path / "wide.json"
+    wide.write_text(
+        json.dumps({"roots": [{"p": 0.5, "children": [{"p": 0.5, "repeat": 100_000}]}]})
+    )
     cases = [
         (["--hierarchy", "nope"], "--hierarchy"),
         (["--feature-ordering", "0,9"], "--feature-ordering"),
+        (["--feature-ordering", "0,0,1,2"], "--feature-ordering"),
         (["--inner-multipliers", "0.2,-1"], "--inner-multipliers"),
         (["--sparsity", "l2"], "--sparsity"),
         (["--steps", "0"], "--steps"),
         (["--threads", "0"], "--threads"),
         (["--inner-width", "4"], "--inner-width"),
+        (["--max-absorbers", "0"], "--max-absorbers"),
+        (["--hierarchy", str(huge)], "--hierarchy: roots[0]: 1e+12 nodes"),
+        # Sizes beyond the machine's memory, refused from an estimate before allocating.
+        (["--hierarchy", str(wide), "--device", "cpu"], "--hierarchy: the run would need"),
+        (["--batch-size", "100000000000000", "--device", "cpu"], "--batch-size: the run"),
+        (["--eval-samples", "100000000000000", "--device", "cpu"], "--eval-samples: the run"),
+        (["--model-dim", "100000000000", "--device", "cpu"], "--model-dim: the run"),
     ]
-    for flags, name in cases:
-        result = runner.invoke(app, [*flags, "--output-dir", str(tmp_path)])
+    for flags, message in cases:
+        result = runner.invoke(app, [*flags, "--output-dir", str(tmp_path / "out")])
         assert result.exit_code == 2, result.output
-        assert name in result.output
+        assert message in result.output
+        assert result.output.strip().count("\n") == 0, result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_hierarchy_repeats_or_takes_commas() -> None:
+    seen: list[HedgingAbsorptionConfig] = []
+    command = make_app("test")
+    config_command(command, HedgingAbsorptionConfig, seen.append)
+    runner = CliRunner()
+    assert runner.invoke(command, ["--hierarchy", "notebook", "--hierarchy", "25x3"]).exit_code == 0
+    assert runner.invoke(command, ["--hierarchy", "notebook,25x3"]).exit_code == 0
+    assert runner.invoke(command, []).exit_code == 0
+    assert [c.hierarchy for c in seen] == [
+        ("notebook", "25x3"),
+        ("notebook", "25x3"),
+        ("notebook", "notebook-unbalanced"),
+    ]
+
+
+FAST = ["--hierarchy", "notebook", "--inner-multipliers", "0.25", "--steps", "2"]
+FAST += ["--batch-size", "64", "--eval-samples", "200", "--device", "cpu"]
+
+
+def test_ctrl_c_stops_in_one_line_and_leaves_no_empty_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hedging_run, "run_hierarchy", interrupted)
+    result = CliRunner().invoke(app, [*FAST, "--output-dir", str(tmp_path)])
+    assert result.exit_code == 130
+    assert (
+        result.output.strip()
+        == "stopped: nothing was saved; this experiment does not resume, run it again"
+    )
+    # The run directory held only config.json, so it is gone.
     assert not any(tmp_path.iterdir())

@@ -19,7 +19,10 @@ from sae_hacking.config import (
     options_of,
     plain_type,
 )
-from sae_hacking.errors import UserInputError
+from sae_hacking.errors import RunStopped, UserInputError
+
+# The shell's status for a process ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED_STATUS = 130
 
 stderr = Console(stderr=True)
 
@@ -87,22 +90,29 @@ def fail(error: UserInputError) -> NoReturn:
 
 
 def run_or_fail(work: Callable[[], T]) -> T:
-    """Run the script's work, turning a UserInputError into one line on stderr."""
+    """Run the script's work, turning a UserInputError into one line on stderr, and a run
+    stopped by Ctrl-C into one line saying how to continue it (exit status 130)."""
     try:
         return work()
     except UserInputError as error:
         fail(error)
+    except RunStopped as stop:
+        stderr.print(stop.message, highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(code=INTERRUPTED_STATUS) from None
 
 
-def _comma_parser(flag: str, element: Any) -> Callable[[str], tuple[Any, ...]]:
-    def parse(text: str) -> tuple[Any, ...]:
-        words = [w.strip() for w in text.split(",") if w.strip()]
-        try:
-            return tuple(element(w) for w in words)
-        except ValueError as error:
-            raise UserInputError(
-                flag, f"'{text}' is not a comma-separated list of {element.__name__}"
-            ) from error
+def _comma_parser(flag: str, element: Any) -> Callable[[list[str]], tuple[Any, ...]]:
+    def parse(texts: list[str]) -> tuple[Any, ...]:
+        values: list[Any] = []
+        for text in texts:
+            words = [w.strip() for w in text.split(",") if w.strip()]
+            try:
+                values.extend(element(w) for w in words)
+            except ValueError as error:
+                raise UserInputError(
+                    flag, f"'{text}' is not a comma-separated list of {element.__name__}"
+                ) from error
+        return tuple(values)
 
     return parse
 
@@ -118,12 +128,13 @@ def _typer_parameter(
     default: Any = field.default
     cli_annotation: Any = annotation
     if get_origin(inner) is tuple and not meta["argument"]:
-        # Tuples travel as one comma-separated word: --inner-multipliers 0.1,0.25
+        # Tuples travel as comma-separated words, and the flag may repeat:
+        # --inner-multipliers 0.1,0.25, or --hierarchy a.json --hierarchy b.json
         element = get_args(inner)[0]
         parse = _comma_parser(flag, element)
-        cli_annotation = str | None if optional else str
+        cli_annotation = list[str] | None if optional else list[str]
         if default is not None:
-            default = ",".join(str(v) for v in default)
+            default = [",".join(str(v) for v in default)]
     elif get_origin(inner) is tuple:
         cli_annotation = list[get_args(inner)[0]]
         parse = tuple

@@ -8,3 +8,11 @@ class UserInputError(Exception):
         super().__init__(f"{flag}: {problem}")
         self.flag = flag
         self.problem = problem
+
+
+class RunStopped(Exception):
+    """A run stopped by the user (Ctrl-C); the message says where its state is and how to go on."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

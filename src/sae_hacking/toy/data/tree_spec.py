@@ -10,7 +10,8 @@ fires has magnitude ``|mean + std * N(0, 1)|``.
 JSON form (``--hierarchy file.json``): ``{"roots": [node, ...]}`` where a node is
 ``{"p": 0.25, "children": [...], "exclusive": false, "read_out": true, "mean": 1.0, "std": 0.0,
 "repeat": 1, "name": "..."}``; only ``p`` is required, and ``repeat`` makes that many copies of
-the node (so 25 parents with 3 children each is two short lines).
+the node (so 25 parents with 3 children each is two short lines). A spec is refused, before any
+copy is made, when its nodes (repeats counted) exceed ``MAX_NODES``.
 """
 
 import json
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 NODE_KEYS = {"p", "children", "exclusive", "read_out", "mean", "std", "repeat", "name"}
+# Far beyond any toy (the presets have at most 100 nodes, SynthSAEBench 16k features); sampling
+# and every metric cost at least one row per node.
+MAX_NODES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,27 @@ class Forest:
             raise ValueError("a hierarchy needs at least one root")
 
 
-def node_from_dict(raw: Any, where: str = "roots") -> list[TreeNode]:
-    """Parse one JSON node (a list of ``repeat`` copies); errors name the node's path."""
+def repeat_count(raw: dict[str, Any], where: str) -> int:
+    """A node's ``repeat``: a positive integer (``1e3`` as written in JSON counts as 1000)."""
+    repeat = raw.get("repeat", 1)
+    if isinstance(repeat, float) and repeat.is_integer():
+        repeat = int(repeat)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"{where}: 'repeat' must be a positive integer, got {repeat!r}")
+    return repeat
+
+
+def too_many_nodes(where: str, count: int) -> ValueError:
+    return ValueError(
+        f"{where}: {count:.3g} nodes (repeats counted) exceed the limit of {MAX_NODES:,}"
+    )
+
+
+def parse_node(raw: Any, where: str) -> tuple[TreeNode, int, int]:
+    """One JSON node: the node (its children's copies made), its repeat and its subtree's size.
+
+    Copies are made only after the size is known to be within ``MAX_NODES``.
+    """
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: a node must be a JSON object, got {type(raw).__name__}")
     unknown = set(raw) - NODE_KEYS
@@ -68,35 +91,56 @@ def node_from_dict(raw: Any, where: str = "roots") -> list[TreeNode]:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(NODE_KEYS)}")
     if "p" not in raw:
         raise ValueError(f"{where}: every node needs a firing probability 'p'")
-    repeat = raw.get("repeat", 1)
-    if not isinstance(repeat, int) or repeat < 1:
-        raise ValueError(f"{where}: 'repeat' must be a positive integer")
-    children: list[TreeNode] = []
-    for i, child in enumerate(raw.get("children", [])):
-        children.extend(node_from_dict(child, f"{where}.children[{i}]"))
+    repeat = repeat_count(raw, where)
+    raw_children = raw.get("children", [])
+    if not isinstance(raw_children, list):
+        raise ValueError(f"{where}: 'children' must be a list of nodes")
+    parsed = [parse_node(c, f"{where}.children[{i}]") for i, c in enumerate(raw_children)]
+    size = 1 + sum(copies * subtree for _, copies, subtree in parsed)
+    if size * repeat > MAX_NODES:
+        raise too_many_nodes(where, size * repeat)
+    children = tuple(child for child, copies, _ in parsed for _ in range(copies))
     try:
         node = TreeNode(
             p=float(raw["p"]),
-            children=tuple(children),
+            children=children,
             exclusive=bool(raw.get("exclusive", False)),
             read_out=bool(raw.get("read_out", True)),
             mean=float(raw.get("mean", 1.0)),
             std=float(raw.get("std", 0.0)),
             name=str(raw.get("name", "")),
         )
-    except ValueError as error:
+    except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from error
-    return [node] * repeat
+    return node, repeat, size
 
 
 def forest_from_dict(raw: Any) -> Forest:
     """Parse ``{"roots": [...]}``."""
-    if not isinstance(raw, dict) or "roots" not in raw:
+    if not isinstance(raw, dict) or not isinstance(raw.get("roots"), list):
         raise ValueError('a hierarchy spec is a JSON object {"roots": [node, ...]}')
-    roots: list[TreeNode] = []
-    for i, node in enumerate(raw["roots"]):
-        roots.extend(node_from_dict(node, f"roots[{i}]"))
-    return Forest(tuple(roots))
+    parsed = [parse_node(node, f"roots[{i}]") for i, node in enumerate(raw["roots"])]
+    size = sum(copies * subtree for _, copies, subtree in parsed)
+    if size > MAX_NODES:
+        raise too_many_nodes("roots", size)
+    return Forest(tuple(node for node, copies, _ in parsed for _ in range(copies)))
+
+
+def feature_counts(forest: Forest) -> tuple[int, int]:
+    """The forest's read-out features, and how many of them have no read-out ancestor."""
+    features, top = 0, 0
+
+    def visit(node: TreeNode, under_feature: bool) -> None:
+        nonlocal features, top
+        if node.read_out:
+            features += 1
+            top += not under_feature
+        for child in node.children:
+            visit(child, under_feature or node.read_out)
+
+    for root in forest.roots:
+        visit(root, False)
+    return features, top
 
 
 def node_to_dict(node: TreeNode) -> dict[str, Any]:
@@ -146,6 +190,12 @@ def load_forest(spec: str) -> Forest:
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
+        return forest_from_dict(raw)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"'{spec}' is not UTF-8 text") from error
+    except OSError as error:
+        raise ValueError(f"cannot read '{spec}': {error.strerror}") from error
     except json.JSONDecodeError as error:
         raise ValueError(f"'{spec}' is not valid JSON: {error}") from error
-    return forest_from_dict(raw)
+    except RecursionError as error:
+        raise ValueError(f"'{spec}' nests its nodes too deeply") from error

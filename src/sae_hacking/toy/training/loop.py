@@ -8,12 +8,17 @@ through ``torch.compile`` (fused kernels), and on CUDA each whole step (sampling
 clipping, Adam, the weight fix) replayed as one captured CUDA graph. At batch 1024 a step is a few
 dozen small kernels, so launch overhead, not arithmetic, bounds the plain loop on a GPU (see
 benchmarks/gpu_toy_training.py).
+
+Exact resume: at every ``checkpoint_every`` steps the observer receives a ``TrainerState`` (Adam's
+moments, the schedule, the batch generator, the loss summed since the last evaluation); ``train``
+given that state and the SAE's saved tensors continues exactly as the uninterrupted run would.
 """
 
+import heapq
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float
@@ -30,6 +35,8 @@ class TrainSettings:
 
     ``compile`` runs the SAE's loss through ``torch.compile``; ``cuda_graphs`` (ignored off CUDA)
     captures one whole step as a CUDA graph after ``GRAPH_WARMUP_STEPS`` eager steps and replays it.
+    ``checkpoint_every`` and ``progress_every`` (0: never) are the steps between the observer's
+    ``on_checkpoint`` and ``on_progress`` calls; each costs one host sync, no evaluation.
     """
 
     steps: int
@@ -41,6 +48,8 @@ class TrainSettings:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     compile: bool = False
     cuda_graphs: bool = False
+    checkpoint_every: int = 0
+    progress_every: int = 0
 
 
 # Eager steps before capture, as torch's CUDA-graph recipe does (on a side stream): they create
@@ -76,10 +85,42 @@ class TrainObserver(Protocol):
 
 
 @dataclass(frozen=True)
+class TrainerState:
+    """What an exact resume needs besides the SAE's own tensors (its buffers included).
+
+    Its tensors are the trainer's own, not copies: save them before training goes on.
+    """
+
+    step: int
+    optimizer_state: dict[int, dict[str, Tensor]]
+    rate: dict[str, float]
+    generator_state: Tensor
+    # The training loss summed since the evaluation at step ``last_log``.
+    loss_sum: Tensor
+    last_log: int
+    train_seconds: float
+
+
+@runtime_checkable
+class CheckpointObserver(Protocol):
+    """Receives the trainer's state every ``checkpoint_every`` steps (the last step excluded)."""
+
+    def on_checkpoint(self, state: TrainerState, sae: ToySAE) -> None: ...
+
+
+@runtime_checkable
+class ProgressObserver(Protocol):
+    """Hears how far training is every ``progress_every`` steps and at every other stop."""
+
+    def on_progress(self, step: int, train_seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
 class TrainResult:
     """The final evaluation, the history of evaluations and the loop's throughput.
 
-    ``train_seconds`` counts only the training steps (evaluations excluded).
+    ``train_seconds`` counts only the training steps (evaluations excluded); after a resume,
+    ``history`` holds the evaluations since the resume and ``train_seconds`` the whole run's.
     """
 
     final: LogPoint
@@ -186,10 +227,63 @@ class GraphedStep:
             graph.replay()  # capture records the step without running it
 
 
-def block_ends(steps: int, log_every: int) -> Iterator[int]:
-    """The steps after which the trainer evaluates: every ``log_every`` and the last."""
-    yield from range(log_every, steps, log_every)
-    yield steps
+def block_ends(steps: int, *periods: int, start: int = 0) -> Iterator[int]:
+    """The steps after ``start`` at which the trainer stops: each period's multiples, and the last.
+
+    Periods of 0 are left out; ends come in order, each once, lazily (a period may be 1).
+    """
+    previous = start
+    multiples = [range(p * (start // p + 1), steps, p) for p in periods if p > 0]
+    for end in heapq.merge(*multiples):
+        if end != previous:
+            yield end
+            previous = end
+    if previous != steps:
+        yield steps
+
+
+def trainer_state(
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    rate: LearningRate,
+    generator: torch.Generator,
+    loss_sum: Tensor,
+    last_log: int,
+    train_seconds: float,
+) -> TrainerState:
+    """The state after ``step`` steps, for a checkpoint."""
+    state: dict[Any, Any] = optimizer.state_dict()["state"]
+    return TrainerState(
+        step, state, rate.state_dict(), generator.get_state(), loss_sum, last_log, train_seconds
+    )
+
+
+def restore_trainer_state(
+    state: TrainerState,
+    optimizer: torch.optim.Optimizer,
+    rate: LearningRate,
+    generator: torch.Generator,
+    loss_sum: Tensor,
+) -> None:
+    """Put a checkpoint's state back into a freshly made optimizer, schedule and generator."""
+    # The groups (learning rate, betas) are the fresh optimizer's own: the same settings built them.
+    groups = optimizer.state_dict()["param_groups"]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    # Moments take their parameter's memory layout (a transposed encoder is column-major): the
+    # fused kernels give other bits when the layouts differ.
+    moments = {
+        index: {
+            key: torch.empty_like(params[index]).copy_(value)
+            if value.shape == params[index].shape
+            else value
+            for key, value in saved.items()
+        }
+        for index, saved in state.optimizer_state.items()
+    }
+    optimizer.load_state_dict({"state": moments, "param_groups": groups})
+    rate.load_state_dict(state.rate)
+    generator.set_state(state.generator_state)
+    loss_sum.copy_(state.loss_sum)
 
 
 def train(
@@ -199,8 +293,13 @@ def train(
     generator: torch.Generator,
     eval_x_BM: Float[Tensor, "B M"],
     observer: TrainObserver | None = None,
+    resume: TrainerState | None = None,
 ) -> TrainResult:
-    """Train ``sae`` with Adam on batches from ``source``; evaluate every ``log_every`` steps."""
+    """Train ``sae`` with Adam on batches from ``source``; evaluate every ``log_every`` steps.
+
+    With ``resume`` (and ``sae`` holding the tensors saved with it) training continues from the
+    state's step, exactly as the run that saved it went on.
+    """
     if not isinstance(sae, nn.Module):
         raise TypeError("a ToySAE must be an nn.Module to be trained")
     params = [p for p in sae.parameters() if p.requires_grad]
@@ -226,12 +325,15 @@ def train(
             observer.on_log(point, sae)
         return point
 
-    log(0, torch.zeros((), device=device), 0)
-    train_seconds = 0.0
-    start = 0
+    if resume is None:
+        log(0, loss_sum, 0)
+        start, last_log, train_seconds = 0, 0, 0.0
+    else:
+        restore_trainer_state(resume, optimizer, rate, generator, loss_sum)
+        start, last_log, train_seconds = resume.step, resume.last_log, resume.train_seconds
     sae.train()
-    for end in block_ends(settings.steps, settings.log_every):
-        loss_sum.zero_()
+    periods = (settings.log_every, settings.checkpoint_every, settings.progress_every)
+    for end in block_ends(settings.steps, *periods, start=start):
         started = time.perf_counter()
         for index in range(start, end):
             set_lr(optimizer, rate.at(index))
@@ -239,6 +341,16 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds += time.perf_counter() - started
-        log(end, loss_sum, end - start)
+        if isinstance(observer, ProgressObserver):
+            observer.on_progress(end, train_seconds)
+        if end % settings.log_every == 0 or end == settings.steps:
+            log(end, loss_sum, end - last_log)
+            loss_sum.zero_()
+            last_log = end
+        every = settings.checkpoint_every
+        checkpoint = every and end % every == 0 and end < settings.steps
+        if checkpoint and isinstance(observer, CheckpointObserver):
+            state = trainer_state(end, optimizer, rate, generator, loss_sum, last_log, train_seconds)
+            observer.on_checkpoint(state, sae)
         start = end
     return TrainResult(history[-1], history, train_seconds)

@@ -56,6 +56,20 @@ class LearningRate:
             * scheduled_fraction(step, self.total_steps, self.schedule)
         )
 
+    def state_dict(self) -> dict[str, float]:
+        """The plateau rule's memory, for an exact resume (the rest comes from the settings)."""
+        return {
+            "plateau_scale": self.plateau_scale,
+            # JSON has no infinity: no best loss yet is written as -1 (losses are never negative).
+            "best": -1.0 if math.isinf(self._best) else self._best,
+            "evaluations_since_best": float(self._evaluations_since_best),
+        }
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.plateau_scale = state["plateau_scale"]
+        self._best = math.inf if state["best"] < 0 else state["best"]
+        self._evaluations_since_best = int(state["evaluations_since_best"])
+
     def observe(self, loss: float) -> None:
         """Report an evaluation loss; under ``plateau`` a long enough stall cuts the rate."""
         if self.schedule.decay != "plateau":

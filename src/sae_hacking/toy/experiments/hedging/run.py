@@ -1,7 +1,10 @@
-"""Running the hedging-versus-absorption experiment: config, training every variant, result files."""
+"""Running the hedging-versus-absorption experiment: training every variant, result files.
+
+``run(HedgingAbsorptionConfig(...))`` is the whole tool.
+"""
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +12,19 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from sae_hacking.devices import command_line
-from sae_hacking.errors import UserInputError
+from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.errors import RunStopped
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.bundle import save_bundle
-from sae_hacking.io.rundir import make_run_dir, write_config
-from sae_hacking.toy.data.tree import TreeSource, compile_forest
+from sae_hacking.io.rundir import (
+    default_output_dir,
+    make_run_dir,
+    removed_if_unstarted,
+    write_config,
+)
+from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.data.tree_spec import load_forest
+from sae_hacking.toy.experiments.hedging.config import HedgingAbsorptionConfig
 from sae_hacking.toy.experiments.hedging.experiment import (
     SAESettings,
     Variant,
@@ -26,8 +35,10 @@ from sae_hacking.toy.experiments.hedging.experiment import (
 )
 from sae_hacking.toy.experiments.hedging.plots import save_heatmaps
 from sae_hacking.toy.metrics.absorption import AbsorptionThresholds
-from sae_hacking.toy.saes.matryoshka import parse_ordering
 from sae_hacking.toy.training.loop import train
+from sae_hacking.toy.training.memory import refuse_beyond_memory
+
+RUN_PREFIX = "toy-hedging-absorption"
 
 TABLE_COLUMNS = (
     ("absorption_fraction", "absorption"),
@@ -39,74 +50,6 @@ TABLE_COLUMNS = (
     ("worst_child_cos", "worst child |cos|"),
     ("fvu", "FVU"),
 )
-
-
-@dataclass(frozen=True)
-class HedgingAbsorptionConfig:
-    """Everything one run of the experiment needs (built by the script from its flags)."""
-
-    output_dir: Path
-    device: torch.device
-    hierarchies: tuple[str, ...] = ("notebook", "notebook-unbalanced")
-    inner_multipliers: tuple[float, ...] = (0.1, 0.17, 0.25, 0.5)
-    model_dim: int = 50
-    sparsity: str = "l1"
-    k: int = 1
-    l1_coefficient: float = 3e-2
-    init_to_truth: bool = True
-    feature_ordering: str | None = None
-    # None: as many inner latents as the tree has parentless features (its top parents).
-    inner_width: int | None = None
-    init_noise: float = 0.0
-    steps: int = 1500
-    batch_size: int = 4096
-    lr: float = 3e-3
-    eval_samples: int = 20_000
-    probe_k_max: int = 3
-    seed: int = 0
-    thresholds: AbsorptionThresholds = field(default_factory=AbsorptionThresholds)
-
-    def __post_init__(self) -> None:
-        for spec in self.hierarchies:
-            try:
-                forest = load_forest(spec)
-            except ValueError as error:
-                raise UserInputError("--hierarchy", str(error)) from error
-            tree = compile_forest(forest)
-            features = tree.num_features
-            inner = self.inner_width or int((tree.parent_N < 0).sum())
-            if inner >= features:
-                raise UserInputError(
-                    "--inner-width",
-                    f"{spec}: {inner} inner latents of {features} leave no outer one",
-                )
-            if self.feature_ordering is not None:
-                try:
-                    parse_ordering(self.feature_ordering, features)
-                except ValueError as error:
-                    raise UserInputError("--feature-ordering", f"{spec}: {error}") from error
-        if any(m <= 0 or math.isinf(m) for m in self.inner_multipliers):
-            raise UserInputError(
-                "--inner-multipliers", "each must be positive and finite (0 and inf always run)"
-            )
-        if self.sparsity not in ("l1", "topk"):
-            raise UserInputError("--sparsity", f"'{self.sparsity}' is not l1 or topk")
-        for flag, value in (
-            ("--k", self.k),
-            ("--steps", self.steps),
-            ("--batch-size", self.batch_size),
-            ("--model-dim", self.model_dim),
-            ("--eval-samples", self.eval_samples),
-            ("--probe-k-max", self.probe_k_max),
-        ):
-            if value < 1:
-                raise UserInputError(flag, f"{value} must be at least 1")
-        if self.inner_width is not None and self.inner_width < 1:
-            raise UserInputError("--inner-width", f"{self.inner_width} must be at least 1")
-        if self.lr <= 0:
-            raise UserInputError("--lr", f"{self.lr} must be positive")
-        if self.l1_coefficient < 0:
-            raise UserInputError("--l1-coefficient", f"{self.l1_coefficient} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -127,11 +70,29 @@ class Row:
         }
 
 
+@dataclass(frozen=True)
+class HedgingOutcome:
+    """Where the results are, and every SAE's scores (the rows of metrics.json)."""
+
+    run_dir: Path
+    rows: list[dict[str, Any]]
+
+
+def thresholds_of(config: HedgingAbsorptionConfig) -> AbsorptionThresholds:
+    return AbsorptionThresholds(
+        config.fraction_cos_threshold,
+        config.full_cos_threshold,
+        config.projection_threshold,
+        config.max_absorbers,
+        config.active_threshold,
+    )
+
+
 def run_hierarchy(
-    config: HedgingAbsorptionConfig, hierarchy: str, run_dir: Path
+    config: HedgingAbsorptionConfig, hierarchy: str, run_dir: Path, device: torch.device
 ) -> tuple[list[Row], list[tuple[str, torch.nn.Module]], TreeSource]:
     """Train and score every variant on one hierarchy (same data draws for each)."""
-    generator = torch.Generator(device=config.device).manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
     source = TreeSource.build(load_forest(hierarchy), config.model_dim, generator)
     num_features = source.features_NM.shape[0]
     top_N = source.parent_N < 0
@@ -139,9 +100,9 @@ def run_hierarchy(
     ordering = None
     if config.init_to_truth:
         # Top parents first, so that they start as the inner Matryoshka latents.
-        default = torch.cat([top_N.nonzero(), (~top_N).nonzero()]).flatten().tolist()
-        text = config.feature_ordering or ",".join(str(n) for n in default)
-        ordering = parse_ordering(text, num_features)
+        default = torch.cat([top_N.nonzero(), (~top_N).nonzero()]).flatten()
+        chosen = config.feature_ordering
+        ordering = default if chosen is None else torch.tensor(chosen, dtype=torch.long)
     settings = SAESettings(
         width=num_features,
         inner_width=inner_width,
@@ -150,15 +111,15 @@ def run_hierarchy(
         l1_coefficient=config.l1_coefficient,
     )
     training = notebook_settings(config.steps, config.batch_size, config.lr)
-    eval_gen = torch.Generator(device=config.device).manual_seed(config.seed + 1)
+    eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     x_BM, acts_BN = source.sample(config.eval_samples, eval_gen)
     rows, saes = [], []
     for variant in variants(config.inner_multipliers):
-        sae_gen = torch.Generator(device=config.device).manual_seed(config.seed + 2)
+        sae_gen = torch.Generator(device=device).manual_seed(config.seed + 2)
         sae = build_sae(variant, source, settings, ordering, config.init_noise, sae_gen)
-        data_gen = torch.Generator(device=config.device).manual_seed(config.seed + 3)
+        data_gen = torch.Generator(device=device).manual_seed(config.seed + 3)
         train(sae, source, training, data_gen, x_BM[: config.batch_size])
-        scores = score_sae(sae, source, x_BM, acts_BN, config.thresholds, config.probe_k_max)
+        scores = score_sae(sae, source, x_BM, acts_BN, thresholds_of(config), config.probe_k_max)
         rows.append(Row(hierarchy, variant, scores))
         saes.append((variant.name, sae))
         tensors: dict[str, torch.Tensor] = dict(sae.state_dict())
@@ -191,19 +152,42 @@ def results_table(rows: list[Row]) -> Table:
     return table
 
 
-def run(config: HedgingAbsorptionConfig, console: Console | None = None) -> Path:
-    """Train every variant on every hierarchy; write metrics.json, SAE bundles and heatmaps.png."""
+def run(config: HedgingAbsorptionConfig, console: Console | None = None) -> HedgingOutcome:
+    """Train every variant on every hierarchy; write metrics.json, SAE bundles and heatmaps.png.
+
+    Every check that can refuse the config runs before the run directory is made.
+    """
     console = console or Console()
-    run_dir = make_run_dir(config.output_dir, "toy-hedging-absorption")
+    device = resolve_device(config.device)
+    torch.set_num_threads(config.threads)
+    refuse_beyond_memory(*config.memory_estimate(), device)
+    run_dir = make_run_dir(config.output_dir or default_output_dir(), RUN_PREFIX)
     write_config(run_dir, config, command_line())
+    try:
+        with removed_if_unstarted(run_dir):
+            records = train_and_score(config, run_dir, device, console)
+    except KeyboardInterrupt:
+        where = (
+            f"the SAEs trained so far are in {run_dir}" if run_dir.exists() else "nothing was saved"
+        )
+        raise RunStopped(
+            f"stopped: {where}; this experiment does not resume, run it again"
+        ) from None
+    console.print(f"results in {run_dir}")
+    return HedgingOutcome(run_dir, records)
+
+
+def train_and_score(
+    config: HedgingAbsorptionConfig, run_dir: Path, device: torch.device, console: Console
+) -> list[dict[str, Any]]:
     rows: list[Row] = []
     panels = []
-    for hierarchy in config.hierarchies:
-        hierarchy_rows, saes, source = run_hierarchy(config, hierarchy, run_dir)
+    for hierarchy in config.hierarchy:
+        hierarchy_rows, saes, source = run_hierarchy(config, hierarchy, run_dir, device)
         rows.extend(hierarchy_rows)
         panels.append((hierarchy, saes, source))
-    atomic_write_json(run_dir / "metrics.json", {"rows": [row.record() for row in rows]})
+    records = [row.record() for row in rows]
+    atomic_write_json(run_dir / "metrics.json", {"rows": records})
     save_heatmaps(run_dir / "heatmaps.png", panels)
     console.print(results_table(rows))
-    console.print(f"results in {run_dir}")
-    return run_dir
+    return records

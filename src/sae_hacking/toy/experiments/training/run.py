@@ -1,30 +1,55 @@
-"""A whole toy run: data, SAE, training, and every result file, in one run directory."""
+"""A whole toy run: data, SAE, training, and every result file, in one run directory.
 
+``run(ToyTrainConfig(...))`` is the whole tool. With ``resume=RUN_DIR`` it continues that run from
+its last checkpoint (weights, Adam, schedule and batch generator), so the result equals an
+uninterrupted run's bit for bit; a kill loses at most one ``checkpoint_every`` interval.
+"""
+
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from sae_hacking.devices import resolve_device
+from sae_hacking.config import ConfigError, given_options, read_saved_options, resumed
+from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.errors import RunStopped
 from sae_hacking.io.atomic import atomic_write_json
-from sae_hacking.io.bundle import save_bundle
-from sae_hacking.io.rundir import make_run_dir, write_config
+from sae_hacking.io.bundle import load_bundle, save_bundle
+from sae_hacking.io.rundir import (
+    default_output_dir,
+    make_run_dir,
+    removed_if_unstarted,
+    write_config,
+)
 from sae_hacking.toy.data.perturbed_children import PerturbedChildren
 from sae_hacking.toy.experiments.training.config import ToyTrainConfig
 from sae_hacking.toy.experiments.training.plots import plot_recovery_heatmap, plot_training_curves
 from sae_hacking.toy.metrics.recovery import Recovery
 from sae_hacking.toy.saes.hierarchical import HierarchicalShape, HierarchicalTopKSAE
 from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
-from sae_hacking.toy.training.checkpoint import architecture_name
-from sae_hacking.toy.training.loop import TrainResult, TrainSettings, train
-from sae_hacking.toy.training.run_log import CHECKPOINT_DIR, RunLog
+from sae_hacking.toy.training.checkpoint import TRAINER, architecture_name, load_trainer_state
+from sae_hacking.toy.training.loop import TrainerState, TrainResult, TrainSettings, train
+from sae_hacking.toy.training.memory import refuse_beyond_memory
+from sae_hacking.toy.training.run_log import (
+    CHECKPOINT_DIR,
+    RunLog,
+    latest_checkpoint,
+    records_up_to,
+)
 
 RUN_PREFIX = "train_topk_sae_toy"
+COMMAND = "train-topk-sae-toy"
 # Independent streams from one --seed: dictionary, SAE init, held-out batch, training batches.
 SEED_OFFSETS = {"data": 0, "init": 1, "eval": 2, "train": 3}
+# Steps between progress-bar updates (one host sync each, no evaluation).
+PROGRESS_EVERY = 100
+# Options every toy training run's config.json holds (to refuse resuming another tool's run).
+SIGNATURE_OPTIONS = ("dataset_num_features", "perturbation_size", "sae_hidden_dim")
 
 
 @dataclass(frozen=True)
@@ -102,7 +127,7 @@ def write_results(
 ) -> dict[str, Any]:
     """summary.json, the final checkpoint and the plots."""
     final = result.final
-    log.save(final, sae, "final")  # pyright: ignore[reportArgumentType]
+    log.save_final(final, sae)  # pyright: ignore[reportArgumentType]
     found = final.evaluation.recovery
     directions = "parent + child directions" if config.hierarchical else "decoder rows"
     plot_recovery_heatmap(
@@ -129,14 +154,98 @@ def write_results(
     return summary
 
 
-def run(config: ToyTrainConfig, argv: list[str]) -> RunOutcome:
-    """Make the run directory (config.json first), train, and write every result beside it."""
+@dataclass(frozen=True)
+class Resume:
+    """Where a resumed run starts: its last checkpoint's SAE tensors and trainer state."""
+
+    sae_tensors: dict[str, torch.Tensor]
+    state: TrainerState
+
+
+def resumed_config(config: ToyTrainConfig, run_dir: Path) -> ToyTrainConfig:
+    """The saved run's config; a device chosen now (``--device`` or ``--cuda``) replaces its own."""
+    saved = read_saved_options(run_dir)
+    if not all(name in saved for name in SIGNATURE_OPTIONS):
+        raise ConfigError("resume", f"'{run_dir}' is not a {RUN_PREFIX} run; give one of those")
+    if {"device", "cuda"} & given_options(config):
+        saved = {k: v for k, v in saved.items() if k not in ("device", "cuda")}
+    return resumed(config, saved)
+
+
+def prepare_resume(run_dir: Path, device: torch.device) -> Resume | None:
+    """Clear what a kill left half-written and read the last checkpoint (None: start over)."""
+    if (run_dir / "summary.json").exists():
+        raise ConfigError("resume", f"'{run_dir}' is complete (it has summary.json)")
+    # Temporary files of writes a kill interrupted; the files they were replacing are intact.
+    for stale in run_dir.rglob("*.tmp"):
+        stale.unlink()
+    manifest = latest_checkpoint(run_dir)
+    if manifest is None:
+        return None
+    name = manifest.name.removesuffix(".json")
+    try:
+        tensors, _ = load_bundle(manifest.parent, name, device=device)
+        state = load_trainer_state(manifest, device)
+    except (OSError, ValueError, KeyError, SafetensorError) as error:
+        raise ConfigError(
+            "resume",
+            f"checkpoint '{manifest}' is damaged ({error}); delete it and its .safetensors "
+            "to resume from the one before",
+        ) from error
+    sae_tensors = {k: v for k, v in tensors.items() if not k.startswith(TRAINER)}
+    return Resume(sae_tensors, state)
+
+
+def stop_message(run_dir: Path, resume: Path | None) -> str:
+    """The one line Ctrl-C prints: where the run's state is and the command that continues it."""
+    if not run_dir.exists():
+        return "stopped before anything was saved (no run directory is left)"
+    checkpoint = latest_checkpoint(run_dir)
+    where = (
+        f"its state is in {run_dir} up to the checkpoint {checkpoint.stem}"
+        if checkpoint is not None
+        else f"{run_dir} holds no checkpoint yet, so a resume starts over"
+    )
+    program = command_line()[0] if command_line() else COMMAND
+    launcher = f"uv run {program}" if program.endswith(".py") else COMMAND
+    command = f"{launcher} --resume {shlex.quote(str(resume or run_dir))}"
+    return f"stopped: {where}; continue with: {command}"
+
+
+def run(config: ToyTrainConfig) -> RunOutcome:
+    """Make the run directory (config.json first), train, and write every result beside it.
+
+    Every check that can refuse the config runs before the run directory is made.
+    """
     started = time.perf_counter()
-    device = resolve_device(config.device, config.device_flag)
+    if config.resume is not None:
+        config = resumed_config(config, config.resume)
+    device = resolve_device(config.device_spec, config.device_field)
     if device.type == "cpu":
         torch.set_num_threads(config.threads)
-    run_dir = make_run_dir(config.output_dir, RUN_PREFIX)
-    write_config(run_dir, config, argv)
+    refuse_beyond_memory(*config.memory_estimate(), device)
+    if config.resume is not None:
+        run_dir = config.resume
+        resume = prepare_resume(run_dir, device)
+    else:
+        run_dir = make_run_dir(config.output_dir or default_output_dir(), RUN_PREFIX)
+        write_config(run_dir, config, command_line())
+        resume = None
+    try:
+        with removed_if_unstarted(run_dir):
+            return train_in(run_dir, config, device, resume, started)
+    except KeyboardInterrupt:
+        raise RunStopped(stop_message(run_dir, config.resume)) from None
+
+
+def train_in(
+    run_dir: Path,
+    config: ToyTrainConfig,
+    device: torch.device,
+    resume: Resume | None,
+    started: float,
+) -> RunOutcome:
+    """Data, SAE and training in a made run directory; from ``resume`` when given."""
     source = PerturbedChildren.random(
         config.dataset_num_features,
         config.model_dim,
@@ -159,9 +268,28 @@ def run(config: ToyTrainConfig, argv: list[str]) -> RunOutcome:
         schedule=config.schedule(),
         grad_clip=config.grad_clip,
         log_every=config.evaluate_every,
+        checkpoint_every=config.save_every,
+        progress_every=PROGRESS_EVERY,
     )
-    with RunLog(run_dir, config.total_steps, config.save_every, {"seed": config.seed}) as log:
-        result = train(sae, source, settings, seeded(config, "train", device), eval_x_BM, log)
+    state = None
+    records: list[dict[str, Any]] = []
+    if resume is not None:
+        sae.load_state_dict(resume.sae_tensors)
+        state = resume.state
+    if config.resume is not None:
+        # Evaluations after the checkpoint are made again, exactly as before.
+        records = records_up_to(run_dir, -1 if state is None else state.step)
+    log = RunLog(
+        run_dir,
+        config.total_steps,
+        config.batch_size,
+        {"seed": config.seed},
+        records=records,
+        resumed_at=None if config.resume is None else (0 if state is None else state.step),
+    )
+    with log:
+        generator = seeded(config, "train", device)
+        result = train(sae, source, settings, generator, eval_x_BM, log, resume=state)
     summary = write_results(
         run_dir, config, sae, source, result, log, device, time.perf_counter() - started
     )

@@ -15,7 +15,7 @@ def test_script_writes_config_table_and_figure(tmp_path: Path) -> None:
     spec.write_text(json.dumps(TREE), encoding="utf-8")
     flags = ["--hierarchy", str(spec), "--model-dim", "8", "--ablator-k", "2", "--steps", "200"]
     flags += ["--samples", "2000", "--eval-samples", "2000", "--device", "cpu"]
-    flags += ["--sweep-cosines", "0.3,0.5", "--sweep-cooccurrences", "0,5"]
+    flags += ["--sweep-thresholds", "0.3,0.5"]
     result = CliRunner().invoke(app, [*flags, "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "out").iterdir()
@@ -23,15 +23,15 @@ def test_script_writes_config_table_and_figure(tmp_path: Path) -> None:
         p.name for p in run_dir.iterdir()
     }
     written = json.loads((run_dir / "hunt.json").read_text(encoding="utf-8"))
-    assert len(written["sweep"]["ablation"]) == 4
+    assert len(written["sweep"]["ranked"]) == 2
     assert "absorbed pairs found" in result.output
 
 
 def test_bad_sweep_list_is_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["--sweep-cosines", "0.3,abc", "--output-dir", str(tmp_path / "out")]
+        app, ["--sweep-thresholds", "0.3,abc", "--output-dir", str(tmp_path / "out")]
     )
     assert result.exit_code == 2
-    assert "--sweep-cosines" in result.output
+    assert "--sweep-thresholds" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()

@@ -2,20 +2,20 @@
 
 import itertools
 
+import pytest
 import torch
 
-from sae_hacking.core.pairs import Pairs
 from sae_hacking.toy.experiments.hunt.model import (
     Downstream,
     FiringThreshold,
     Reader,
     build_downstream,
 )
-from sae_hacking.toy.experiments.hunt.scoring import Score, pairs_passing, sweep
+from sae_hacking.toy.experiments.hunt.scoring import METHODS, PairTable, Score, method_scores
 from sae_hacking.toy.experiments.hunt.steps import (
     ablation_effects,
     count_cooccurrences,
-    search_pairs,
+    pair_table,
 )
 from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
 
@@ -54,7 +54,9 @@ def test_ablation_effects_match_one_ablation_at_a_time() -> None:
     sae = random_sae()
     x_BM, draw = fixed_draws(2, 20)
     downstream = build_downstream("random", torch.eye(M), 5, 0.1, torch.Generator().manual_seed(2))
-    effects = ablation_effects(sae, downstream, Reader(None), draw, 40, 20, abridge_to=2)
+    (effects,) = ablation_effects(
+        sae, downstream, Reader(None), draw, 40, 20, abridge_to=2
+    ).values()
     acts_BE = sae.encode_dense(x_BM).detach()
     expected = torch.zeros(E, 5)
     counts = torch.zeros(E, dtype=torch.long)
@@ -92,41 +94,89 @@ def test_readout_downstream_reads_true_features_through_a_relu() -> None:
     assert isinstance(downstream, Downstream)
 
 
-def test_pair_search_finds_exactly_the_rare_similar_pairs() -> None:
+def test_effects_in_every_space_match_one_ablation_at_a_time_through_a_reader_sae() -> None:
+    sae = random_sae()
+    x_BM, draw = fixed_draws(1, 30)
+    downstream = build_downstream("random", torch.eye(M), 5, 0.0, torch.Generator().manual_seed(2))
+    reader_sae = TopKSAE(TopKShape(5, 7, 2), torch.Generator().manual_seed(4))
+    reader = Reader(reader_sae)
+    spaces = ("latents", "preactivations", "activations", "reconstruction")
+    effects = ablation_effects(sae, downstream, reader, draw, 30, 30, abridge_to=1, spaces=spaces)
+    acts_BE = sae.encode_dense(x_BM).detach()
+    read = {
+        "latents": lambda y: reader_sae.encode_dense(y),
+        "preactivations": lambda y: reader_sae.preactivations(y),
+        "activations": lambda y: y,
+        "reconstruction": lambda y: reader_sae.encode_dense(y) @ reader_sae.W_dec_EM,
+    }
+    for space, rows in effects.items():
+        expected = {}
+        for b in range(30):
+            value, latent = acts_BE[b].max(dim=0)
+            if value <= 0:
+                continue
+            ablated = x_BM[b] - value * sae.W_dec_EM[int(latent)].detach()
+            delta = read[space](downstream(x_BM[b : b + 1])) - read[space](
+                downstream(ablated[None])
+            )
+            expected[int(latent)] = expected.get(int(latent), 0) + delta[0].detach()
+        assert rows.latents_R.tolist() == sorted(expected)
+        stacked = torch.stack([expected[e] for e in sorted(expected)])
+        torch.testing.assert_close(rows.rows_RD, stacked, atol=1e-5, rtol=1e-5)
+
+
+def test_pair_table_holds_every_pair_with_its_cosines_and_counts() -> None:
     sae = random_sae()
     _, draw = fixed_draws(1, 200)
     counts = count_cooccurrences(sae, draw, 200, 200)
-    rows_RD = torch.randn(E, 4, generator=torch.Generator().manual_seed(3))
-    latents_R = torch.arange(E)
-    found = search_pairs(latents_R, rows_RD, counts, 0.2, 3).pairs
+    rows_RD = torch.randn(5, 4, generator=torch.Generator().manual_seed(3))
+    latents_R = torch.tensor([0, 2, 3, 5, 7])
+    table = pair_table(latents_R, {"effect": rows_RD}, counts)
+    assert len(table.first_P) == 10
     unit = rows_RD / rows_RD.norm(dim=1, keepdim=True)
-    expected = set()
-    for i, j in itertools.combinations(range(E), 2):
-        count = int(counts.lookup(torch.tensor([i]), torch.tensor([j])))
-        if float(unit[i] @ unit[j]) >= 0.2 and count <= 3:
-            expected.add((i, j))
-    assert pairs_passing(found, 0.2, 3) == expected
+    for p, (a, b) in enumerate(itertools.combinations(range(5), 2)):
+        i, j = int(latents_R[a]), int(latents_R[b])
+        assert (int(table.first_P[p]), int(table.second_P[p])) == (i, j)
+        assert float(table.similarity["effect"][p]) == pytest.approx(float(unit[a] @ unit[b]))
+        observed = int(counts.lookup(torch.tensor([i]), torch.tensor([j])))
+        assert int(table.cooccurrence_P[p]) == observed
+        expected = int(counts.firing_E[i]) * int(counts.firing_E[j]) / 200
+        assert float(table.expected_P[p]) == pytest.approx(expected)
 
 
-def test_sweep_filters_one_loose_search_like_separate_searches() -> None:
-    pairs = Pairs(
-        torch.tensor([0, 1, 2]),
-        torch.tensor([5, 4, 3]),
-        torch.tensor([0.9, 0.5, 0.3]),
-        torch.tensor([0, 4, 0]),
+def toy_table() -> PairTable:
+    return PairTable(
+        first_P=torch.tensor([0, 1, 2, 3]),
+        second_P=torch.tensor([5, 4, 3, 6]),
+        cooccurrence_P=torch.tensor([0, 4, 0, 0]),
+        expected_P=torch.tensor([50.0, 50.0, 0.1, 50.0], dtype=torch.float64),
+        confidence_P=torch.tensor([1.0, 1.0, 0.1, 1.0]),
+        similarity={
+            "effect": torch.tensor([0.9, 0.5, 0.9, 0.1]),
+            "sign": torch.tensor([0.6, 0.6, 0.2, 0.2]),
+            "decoder": torch.tensor([0.5, 0.1, 0.8, 0.7]),
+        },
+        firing_E=torch.tensor([90, 80, 1, 70, 60, 50, 40]),
     )
-    truth = frozenset({(0, 5), (2, 3), (6, 7)})
-    scores = {
-        (s.cosine_threshold, s.cooccurrence_threshold): s
-        for s in sweep(pairs, truth, (0.4, 0.2), (0, 5))
-    }
-    assert scores[(0.4, 0)] == Score(0.4, 0, 1, 1, 3)
-    assert scores[(0.2, 0)] == Score(0.2, 0, 2, 2, 3)
-    assert scores[(0.2, 5)] == Score(0.2, 5, 3, 2, 3)
-    assert scores[(0.2, 5)].precision == 2 / 3
-    assert scores[(0.2, 5)].recall == 2 / 3
+
+
+def test_each_method_keeps_the_pairs_its_rule_names() -> None:
+    table = toy_table()
+    truth = frozenset({(0, 5), (1, 4)})
+    kept = {m.name: table.pairs(m.keep(table, 0.45)) for m in METHODS}
+    assert kept["original"] == {(0, 5)}
+    assert kept["decoder"] == {(0, 5), (2, 3), (3, 6)}
+    assert kept["decoder+never"] == {(0, 5), (2, 3), (3, 6)}
+    assert kept["never"] == {(0, 5), (2, 3), (3, 6)}
+    assert kept["effect+never"] == {(0, 5), (2, 3)}
+    # The rare pair (2, 3) never met, but chance alone explains that: the score drops it, and the
+    # pair that met 4 times where 50 were expected keeps its place.
+    assert kept["ranked"] == {(0, 5), (1, 4)}
+    (ranked,) = [m for m in METHODS if m.name == "ranked"]
+    (scored,) = method_scores(table, truth, ranked, (0.45,))
+    assert (scored.predicted, scored.true_positives, scored.actual) == (2, 2, 2)
 
 
 def test_nothing_predicted_scores_precision_one_and_f1_zero() -> None:
-    empty = Score(0.5, 0, 0, 0, 4)
+    empty = Score(0.5, 0, 0, 4)
     assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)

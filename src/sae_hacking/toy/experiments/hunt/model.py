@@ -10,7 +10,7 @@ threshold moves nothing downstream.
 
 The reader turns the reader space into the vectors whose clean - ablated differences are compared:
 the reader space itself (the true-feature readout), or a top-k SAE trained on it (as Gemma Scope's
-reader SAE reads a later layer).
+reader SAE reads a later layer), read in one of ``EFFECT_SPACES``.
 """
 
 from dataclasses import dataclass
@@ -20,9 +20,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from sae_hacking.core.similarity import unit_rows
+from sae_hacking.toy.experiments.hunt.config import DOWNSTREAM_KINDS, EFFECT_SPACES
 from sae_hacking.toy.protocol import FeatureSource, LossParts, ToySAE
-
-DOWNSTREAM_KINDS = ("readout", "random")
+from sae_hacking.toy.saes.topk import TopKSAE
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,32 @@ class ReaderSpaceSource:
 
 @dataclass(frozen=True)
 class Reader:
-    """What the hunt reads downstream: the reader space itself, or an SAE's latents on it."""
+    """What the hunt reads downstream: the reader space itself, or a top-k SAE on it.
 
-    sae: ToySAE | None
+    Through an SAE, an ablation's effect can be read in four spaces (``EFFECT_SPACES``): the SAE's
+    latents (the original's choice), its pre-activations (before top-k and ReLU), the reader
+    hook's activations themselves, or the SAE's reconstruction (latents projected through its
+    decoder). Without an SAE every space is the reader space.
+    """
 
-    def width(self, downstream: Downstream) -> int:
-        return downstream.width if self.sae is None else self.sae.width
+    sae: TopKSAE | None
+
+    def width(self, downstream: Downstream, space: str) -> int:
+        if self.sae is None or space in ("activations", "reconstruction"):
+            return downstream.width
+        return self.sae.width
 
     @torch.no_grad()
-    def __call__(self, y_BD: Float[Tensor, "B D"]) -> Tensor:
-        return y_BD if self.sae is None else self.sae.encode_dense(y_BD)
+    def __call__(self, y_BD: Float[Tensor, "B D"], space: str = "latents") -> Tensor:
+        if self.sae is None or space == "activations":
+            return y_BD
+        if space == "latents":
+            return self.sae.encode_dense(y_BD)
+        if space == "preactivations":
+            return self.sae.preactivations(y_BD)
+        if space == "reconstruction":
+            return self.sae.reconstruct(y_BD)
+        raise ValueError(f"unknown effect space '{space}'; use one of {', '.join(EFFECT_SPACES)}")
 
 
 class FiringThreshold(nn.Module):

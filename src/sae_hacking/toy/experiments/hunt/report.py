@@ -1,5 +1,6 @@
 """The hunt's scores as people read them: a rich table and a precision-recall PNG."""
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -15,71 +16,49 @@ from sae_hacking.toy.experiments.hunt.scoring import Score
 console = Console()
 
 
-def print_table(ablation: list[Score], baseline: list[Score], cooccurrence_threshold: int) -> None:
-    """Precision, recall and F1 per cosine bar, at one co-occurrence bar, pipeline beside baseline."""
-    table = Table(
-        title=f"absorbed pairs found (co-occurrence <= {cooccurrence_threshold})",
-        caption="found/P/R/F1: the pipeline (ablation effects); dec: decoder cosine, no ablation",
-    )
-    for column in (
-        "cos>=",
-        "truth",
-        "found",
-        "P",
-        "R",
-        "F1",
-        "dec found",
-        "dec P",
-        "dec R",
-        "dec F1",
-    ):
-        table.add_column(column, justify="right")
-    for a, d in zip(ablation, baseline, strict=True):
-        if a.cooccurrence_threshold != cooccurrence_threshold:
-            continue
+def print_table(at_default: dict[str, Score], descriptions: dict[str, str]) -> None:
+    """Every method's precision, recall and F1 at its default threshold."""
+    table = Table(title="absorbed pairs found, each method at its default threshold")
+    for column in ("method", "threshold", "truth", "found", "P", "R", "F1", "what it keeps"):
+        table.add_column(
+            column, justify="left" if column in ("method", "what it keeps") else "right"
+        )
+    for name, s in at_default.items():
         table.add_row(
-            f"{a.cosine_threshold:g}",
-            str(a.actual),
-            str(a.predicted),
-            f"{a.precision:.2f}",
-            f"{a.recall:.2f}",
-            f"{a.f1:.2f}",
-            str(d.predicted),
-            f"{d.precision:.2f}",
-            f"{d.recall:.2f}",
-            f"{d.f1:.2f}",
+            name,
+            f"{s.threshold:g}" if math.isfinite(s.threshold) else "-",
+            str(s.actual),
+            str(s.predicted),
+            f"{s.precision:.2f}",
+            f"{s.recall:.2f}",
+            f"{s.f1:.2f}",
         )
     console.print(table)
 
 
 def save_precision_recall(
-    path: Path, ablation: list[Score], baseline: list[Score], default: Score
+    path: Path, sweeps: dict[str, list[Score]], at_default: dict[str, Score]
 ) -> None:
-    """One curve per co-occurrence bar, traced over the cosine bars; the default point marked."""
+    """One curve per method, traced over its thresholds; each method's default point starred."""
     fig, ax = plt.subplots(figsize=(6.0, 4.5), constrained_layout=True)
-    bars = sorted({s.cooccurrence_threshold for s in ablation})
-    colours = plt.get_cmap("viridis")
-    for i, bar in enumerate(bars):
-        colour = colours(i / max(len(bars) - 1, 1))
-        for scores, style, label in ((ablation, "-o", "ablation"), (baseline, ":x", "decoder")):
-            line = sorted(
-                (s for s in scores if s.cooccurrence_threshold == bar),
-                key=lambda s: s.cosine_threshold,
-            )
-            ax.plot(
-                [s.recall for s in line],
-                [s.precision for s in line],
-                style,
-                color=colour,
-                markersize=3,
-                label=f"{label}, co-occ. <= {bar}",
-            )
-    ax.plot(default.recall, default.precision, "r*", markersize=12, label="default thresholds")
+    colours = plt.get_cmap("tab10")
+    for i, (name, scores) in enumerate(sweeps.items()):
+        line = sorted(scores, key=lambda s: s.threshold)
+        ax.plot(
+            [s.recall for s in line],
+            [s.precision for s in line],
+            "-o",
+            color=colours(i),
+            markersize=3,
+            label=name,
+        )
+        default = at_default[name]
+        ax.plot(default.recall, default.precision, "*", color=colours(i), markersize=12)
     ax.set_xlabel("recall of absorbed pairs")
     ax.set_ylabel("precision")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="lower left")
-    ax.set_title("pair search against planted absorption (points: cosine bars)", fontsize=9)
+    ax.set_title("pair search against planted absorption (stars: default thresholds)", fontsize=9)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

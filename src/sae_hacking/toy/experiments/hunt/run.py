@@ -8,14 +8,13 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from sae_hacking.devices import command_line
-from sae_hacking.errors import UserInputError
+from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.atomic import atomic_write_json
-from sae_hacking.io.rundir import make_run_dir, write_config
+from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.data.tree_spec import load_forest
+from sae_hacking.toy.experiments.hunt.config import HuntConfig
 from sae_hacking.toy.experiments.hunt.model import (
-    DOWNSTREAM_KINDS,
     FiringThreshold,
     Reader,
     ReaderSpaceSource,
@@ -23,105 +22,51 @@ from sae_hacking.toy.experiments.hunt.model import (
 )
 from sae_hacking.toy.experiments.hunt.report import print_table, save_precision_recall
 from sae_hacking.toy.experiments.hunt.scoring import (
+    METHODS,
     GroundTruth,
+    PairTable,
     Score,
     ground_truth,
-    pairs_passing,
-    score,
-    sweep,
+    method_scores,
 )
 from sae_hacking.toy.experiments.hunt.steps import (
-    EffectRows,
     ablation_effects,
     count_cooccurrences,
+    pair_table,
     sampler,
-    search_pairs,
 )
 from sae_hacking.toy.metrics.absorption import AbsorptionThresholds
 from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
 from sae_hacking.toy.training.loop import TrainSettings, train
 
 SCRIPT = "toy_absorption_hunt"
-READERS = ("readout", "sae")
+# The original toolkit's bar on the cosine of sign patterns.
+ORIGINAL_COSINE = 0.5
 console = Console(stderr=True)
 
 
 @dataclass(frozen=True)
-class HuntConfig:
-    """One hunt: data, ablator SAE, downstream map and reader, the hunt's samples and thresholds."""
-
-    output_dir: Path
-    device: torch.device
-    hierarchy: str = "25x3"
-    model_dim: int = 128
-    ablator_width: int | None = None
-    ablator_k: int = 8
-    steps: int = 3000
-    batch_size: int = 1024
-    lr: float = 3e-3
-    firing_threshold: float = 0.5
-    downstream: str = "readout"
-    downstream_width: int = 256
-    downstream_offset: float = 0.0
-    reader: str = "readout"
-    reader_width: int = 256
-    reader_k: int = 16
-    samples: int = 50_000
-    hunt_batch_size: int = 4096
-    abridge_ablations_to: int | None = None
-    cosine_sim_threshold: float = 0.45
-    cooccurrence_threshold: int = 0
-    sweep_cosines: tuple[float, ...] = (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
-    sweep_cooccurrences: tuple[int, ...] = (0, 2, 10, 100)
-    min_absorber_rate: float = 0.2
-    eval_samples: int = 20_000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.model_dim > 0, "--model-dim", "must be positive"),
-            (self.ablator_k > 0, "--ablator-k", "must be positive"),
-            (self.steps > 0 and self.batch_size > 0, "--steps", "steps and batch size > 0"),
-            (self.lr > 0, "--lr", "must be positive"),
-            (self.firing_threshold >= 0, "--firing-threshold", "must not be negative"),
-            (self.downstream in DOWNSTREAM_KINDS, "--downstream", f"use {DOWNSTREAM_KINDS}"),
-            (self.downstream_width > 0, "--downstream-width", "must be positive"),
-            (self.reader in READERS, "--reader", f"use one of {READERS}"),
-            (self.reader_width > 0 and self.reader_k > 0, "--reader-k", "width and k > 0"),
-            (self.samples > 0 and self.eval_samples > 0, "--samples", "must be positive"),
-            (self.hunt_batch_size > 0, "--hunt-batch-size", "must be positive"),
-            (-1 <= self.cosine_sim_threshold <= 1, "--cosine-sim-threshold", "not in [-1, 1]"),
-            (self.cooccurrence_threshold >= 0, "--cooccurrence-threshold", "counts are >= 0"),
-            (0 < self.min_absorber_rate <= 1, "--min-absorber-rate", "must lie in (0, 1]"),
-        ]
-        for ok, flag, problem in checks:
-            if not ok:
-                raise UserInputError(flag, problem)
-        if self.ablator_width is not None and self.ablator_width < self.ablator_k:
-            raise UserInputError("--ablator-width", "must be at least --ablator-k")
-        if self.abridge_ablations_to is not None and self.abridge_ablations_to < 1:
-            raise UserInputError("--abridge-ablations-to", "must be at least 1")
-        if self.reader == "sae" and self.reader_k > self.reader_width:
-            raise UserInputError("--reader-k", "must be at most --reader-width")
-        if not self.sweep_cosines or not self.sweep_cooccurrences:
-            raise UserInputError("--sweep-cosines", "give at least one threshold of each kind")
-        try:
-            load_forest(self.hierarchy)
-        except ValueError as error:
-            raise UserInputError("--hierarchy", str(error)) from error
-
-
-@dataclass(frozen=True)
 class HuntResult:
-    """What the hunt found, scored, for the ablation pipeline and the decoder-cosine baseline."""
+    """What the hunt found, and every method's scores against the truth."""
 
     run_dir: Path
     truth: GroundTruth
     found: set[tuple[int, int]]
-    at_default: Score
-    baseline_at_default: Score
-    ablation_sweep: list[Score]
-    baseline_sweep: list[Score]
+    table: PairTable
+    at_default: dict[str, Score]
+    sweeps: dict[str, list[Score]]
+
+
+def default_bars(config: HuntConfig) -> dict[str, float]:
+    """Each method's threshold at its default (the original's cosine 0.5 is its own)."""
+    return {
+        "original": ORIGINAL_COSINE,
+        "decoder": config.cosine_sim_threshold,
+        "decoder+never": config.cosine_sim_threshold,
+        "never": float("nan"),
+        "effect+never": config.cosine_sim_threshold,
+        "ranked": config.score_threshold,
+    }
 
 
 def _train_sae(
@@ -134,17 +79,46 @@ def _train_sae(
     return {k: result.final.evaluation.scalars[k] for k in ("fvu", "l0", "mmcs", "mcc")}
 
 
-def run(config: HuntConfig) -> HuntResult:
-    """Make the run directory, then train, hunt, score and write hunt.json and precision_recall.png."""
-    run_dir = make_run_dir(config.output_dir, SCRIPT)
-    write_config(run_dir, config, command_line())
-    generator = torch.Generator(device=config.device).manual_seed(config.seed)
+@dataclass(frozen=True)
+class TrainedAblator:
+    """The data source and trained ablator of one seed, and the random state right after training.
+
+    Settings that differ only downstream of the ablator (downstream map, reader, effect space,
+    thresholds) share it: ``run(config, trained)`` continues from the saved random state, so the
+    result is the same as a run that trained it afresh.
+    """
+
+    source: TreeSource
+    sae: TopKSAE
+    metrics: dict[str, float]
+    random_state: torch.Tensor
+
+
+def train_ablator(config: HuntConfig, device: torch.device) -> TrainedAblator:
+    """Build the tree source and train the ablator SAE on it, from the config's seed."""
+    generator = torch.Generator(device=device).manual_seed(config.seed)
     source = TreeSource.build(load_forest(config.hierarchy), config.model_dim, generator)
-    n_features = source.features_NM.shape[0]
-    width = config.ablator_width or n_features
+    width = config.ablator_width or source.features_NM.shape[0]
     console.print(f"training the ablator: top-{config.ablator_k} SAE, {width} latents")
-    raw_ablator = TopKSAE(TopKShape(config.model_dim, width, config.ablator_k), generator)
-    ablator_metrics = _train_sae(raw_ablator, source, config, generator)
+    sae = TopKSAE(TopKShape(config.model_dim, width, config.ablator_k), generator)
+    metrics = _train_sae(sae, source, config, generator)
+    return TrainedAblator(source, sae, metrics, generator.get_state())
+
+
+def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult:
+    """Make the run directory, then train, hunt, score and write hunt.json and precision_recall.png.
+
+    ``trained`` (from ``train_ablator`` with the same data and ablator options) skips training
+    the ablator.
+    """
+    device = resolve_device(config.device)
+    torch.set_num_threads(config.threads)
+    run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
+    write_config(run_dir, config, command_line())
+    trained = trained or train_ablator(config, device)
+    generator = torch.Generator(device=device)
+    generator.set_state(trained.random_state)
+    source, raw_ablator, ablator_metrics = trained.source, trained.sae, trained.metrics
     ablator = FiringThreshold(raw_ablator, config.firing_threshold)
 
     downstream = build_downstream(
@@ -179,6 +153,7 @@ def run(config: HuntConfig) -> HuntResult:
     draw = sampler(source, generator)
     console.print(f"hunting over {config.samples} samples")
     cooccurrences = count_cooccurrences(ablator, draw, config.samples, config.hunt_batch_size)
+    spaces = tuple(dict.fromkeys(("latents", config.effect_space)))
     effects = ablation_effects(
         ablator,
         downstream,
@@ -187,41 +162,33 @@ def run(config: HuntConfig) -> HuntResult:
         config.samples,
         config.hunt_batch_size,
         config.abridge_ablations_to or config.ablator_k,
+        spaces,
     )
-    loosest_cosine = min(*config.sweep_cosines, config.cosine_sim_threshold)
-    loosest_count = max(*config.sweep_cooccurrences, config.cooccurrence_threshold)
-    decoder_rows = EffectRows(
-        effects.latents_R,
-        raw_ablator.decoder_directions().detach()[effects.latents_R.to(config.device)],
-        effects.counts_R,
+    ablated = effects[config.effect_space]
+    latents_R = ablated.latents_R.to(device)
+    table = pair_table(
+        latents_R,
+        {
+            "effect": ablated.rows_RD.to(device),
+            "sign": torch.sign(effects["latents"].rows_RD.to(device)),
+            "decoder": raw_ablator.decoder_directions().detach()[latents_R],
+        },
+        cooccurrences,
     )
-    searches = {
-        name: search_pairs(
-            rows.latents_R.to(config.device),
-            rows.rows_RD,
-            cooccurrences,
-            loosest_cosine,
-            loosest_count,
-        ).pairs
-        for name, rows in (("ablation", effects), ("decoder", decoder_rows))
+    bars = default_bars(config)
+    at_default = {m.name: method_scores(table, truth.pairs, m, (bars[m.name],))[0] for m in METHODS}
+    sweeps = {
+        m.name: method_scores(table, truth.pairs, m, config.sweep_thresholds) for m in METHODS
     }
-    at = (config.cosine_sim_threshold, config.cooccurrence_threshold)
-    found = pairs_passing(searches["ablation"], *at)
-    result = HuntResult(
-        run_dir=run_dir,
-        truth=truth,
-        found=found,
-        at_default=score(found, truth.pairs, *at),
-        baseline_at_default=score(pairs_passing(searches["decoder"], *at), truth.pairs, *at),
-        ablation_sweep=sweep(
-            searches["ablation"], truth.pairs, config.sweep_cosines, config.sweep_cooccurrences
-        ),
-        baseline_sweep=sweep(
-            searches["decoder"], truth.pairs, config.sweep_cosines, config.sweep_cooccurrences
-        ),
-    )
-    _write(result, config, ablator_metrics, reader_metrics, effects)
+    found = table.pairs(_ranked_keep(table, config.score_threshold))
+    result = HuntResult(run_dir, truth, found, table, at_default, sweeps)
+    _write(result, config, ablator_metrics, reader_metrics, int(latents_R.shape[0]))
     return result
+
+
+def _ranked_keep(table: PairTable, bar: float) -> torch.Tensor:
+    (ranked,) = [m for m in METHODS if m.name == "ranked"]
+    return ranked.keep(table, bar)
 
 
 def _finite(value: float) -> float | None:
@@ -233,7 +200,7 @@ def _write(
     config: HuntConfig,
     ablator_metrics: dict[str, float],
     reader_metrics: dict[str, float],
-    effects: EffectRows,
+    ablated_latents: int,
 ) -> None:
     truth = result.truth
     atomic_write_json(
@@ -241,7 +208,8 @@ def _write(
         {
             "ablator": {**ablator_metrics, "absorption_fraction": _finite(truth.mean_fraction)},
             "reader": reader_metrics or "the reader space itself (true-feature readout)",
-            "ablated_latents": int(effects.latents_R.shape[0]),
+            "effect_space": config.effect_space,
+            "ablated_latents": ablated_latents,
             "ground_truth": [
                 {
                     "parent_feature": p.parent_feature,
@@ -252,18 +220,10 @@ def _write(
                 for p in truth.absorbed
             ],
             "found": sorted(result.found),
-            "at_default": result.at_default.record(),
-            "baseline_at_default": result.baseline_at_default.record(),
-            "sweep": {
-                "ablation": [s.record() for s in result.ablation_sweep],
-                "decoder_cosine_baseline": [s.record() for s in result.baseline_sweep],
-            },
+            "methods": {m.name: m.description for m in METHODS},
+            "at_default": {name: s.record() for name, s in result.at_default.items()},
+            "sweep": {name: [s.record() for s in scores] for name, scores in result.sweeps.items()},
         },
     )
-    save_precision_recall(
-        result.run_dir / "precision_recall.png",
-        result.ablation_sweep,
-        result.baseline_sweep,
-        result.at_default,
-    )
-    print_table(result.ablation_sweep, result.baseline_sweep, config.cooccurrence_threshold)
+    save_precision_recall(result.run_dir / "precision_recall.png", result.sweeps, result.at_default)
+    print_table(result.at_default, {m.name: m.description for m in METHODS})

@@ -4,18 +4,20 @@ Ground truth comes from the trained ablator SAE, not from the data alone: each p
 latent by one-to-one best match, then the toy absorption metric's absorbers of that parent
 (``toy.absorption.absorbed_pairs``). A pair is (parent latent, absorbing latent), unordered.
 
-Both filters of the pair search are monotone (a pair kept at cosine bar c and co-occurrence bar n
-is kept at every lower c and higher n), so one search at the loosest thresholds, filtered per
-grid point, finds exactly what one search per grid point would.
+Each method (``METHODS``) is a rule over one table of every pair of ablated latents, scored over a
+sweep of its threshold: the original's scoring, decoder cosines, co-occurrence alone, effect
+cosines with a co-occurrence bar, and the ranked score of ``core.pair_scores``.
 """
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from sae_hacking.core.pairs import Pairs
+from sae_hacking.core.pair_scores import absorption_score, sibling_pairs
 from sae_hacking.toy.metrics.absorption import (
     AbsorbedPair,
     AbsorptionThresholds,
@@ -78,8 +80,7 @@ class Score:
     nothing to find.
     """
 
-    cosine_threshold: float
-    cooccurrence_threshold: int
+    threshold: float
     predicted: int
     true_positives: int
     actual: int
@@ -97,10 +98,9 @@ class Score:
         p, r = self.precision, self.recall
         return 2 * p * r / (p + r) if p + r else 0.0
 
-    def record(self) -> dict[str, float | int]:
+    def record(self) -> dict[str, float | int | None]:
         return {
-            "cosine_threshold": self.cosine_threshold,
-            "cooccurrence_threshold": self.cooccurrence_threshold,
+            "threshold": self.threshold if math.isfinite(self.threshold) else None,
             "predicted": self.predicted,
             "true_positives": self.true_positives,
             "actual": self.actual,
@@ -110,39 +110,89 @@ class Score:
         }
 
 
-def pairs_passing(
-    pairs: Pairs, cosine_threshold: float, cooccurrence_threshold: int
-) -> set[LatentPair]:
-    """The pairs of a (looser) search that pass these thresholds."""
-    keep = (pairs.cosine_P >= cosine_threshold) & (pairs.cooccurrence_P <= cooccurrence_threshold)
-    first, second = pairs.first_P[keep].tolist(), pairs.second_P[keep].tolist()
-    return {ordered(int(a), int(b)) for a, b in zip(first, second, strict=True)}
+@dataclass(frozen=True)
+class PairTable:
+    """Every pair (i < j) of ablated latents with what each method ranks it by.
+
+    ``similarity`` maps a measure (``effect``: effect cosine in the chosen space; ``sign``: the
+    original's sign-pattern cosine of reader-latent effects; ``decoder``: ablator decoder cosine)
+    to its value per pair.
+    """
+
+    first_P: Int[Tensor, " P"]
+    second_P: Int[Tensor, " P"]
+    cooccurrence_P: Int[Tensor, " P"]
+    expected_P: Float[Tensor, " P"]
+    confidence_P: Float[Tensor, " P"]
+    similarity: dict[str, Tensor]
+    firing_E: Int[Tensor, " E"]
+
+    def pairs(self, keep_P: Tensor) -> set[LatentPair]:
+        first, second = self.first_P[keep_P].tolist(), self.second_P[keep_P].tolist()
+        return {ordered(int(a), int(b)) for a, b in zip(first, second, strict=True)}
 
 
-def score(
-    predicted: set[LatentPair],
-    truth: frozenset[LatentPair],
-    cosine_threshold: float,
-    cooccurrence_threshold: int,
-) -> Score:
-    return Score(
-        cosine_threshold,
-        cooccurrence_threshold,
-        len(predicted),
-        len(predicted & truth),
-        len(truth),
-    )
+@dataclass(frozen=True)
+class Method:
+    """One way to call a pair absorbed: a rule over the pair table at a threshold."""
+
+    name: str
+    description: str
+    keep: Callable[[PairTable, float], Tensor]
+    thresholded: bool = True
 
 
-def sweep(
-    pairs: Pairs,
-    truth: frozenset[LatentPair],
-    cosine_thresholds: tuple[float, ...],
-    cooccurrence_thresholds: tuple[int, ...],
+def _original(t: PairTable, bar: float) -> Tensor:
+    return (t.similarity["sign"] >= bar) & (t.cooccurrence_P <= 0)
+
+
+def _decoder(t: PairTable, bar: float) -> Tensor:
+    return t.similarity["decoder"] >= bar
+
+
+def _decoder_never(t: PairTable, bar: float) -> Tensor:
+    return (t.similarity["decoder"] >= bar) & (t.cooccurrence_P <= 0)
+
+
+def _never(t: PairTable, bar: float) -> Tensor:
+    return t.cooccurrence_P <= 0
+
+
+def _effect_never(t: PairTable, bar: float) -> Tensor:
+    return (t.similarity["effect"] >= bar) & (t.cooccurrence_P <= 0)
+
+
+def _ranked(t: PairTable, bar: float) -> Tensor:
+    keep_P = absorption_score(t.similarity["effect"], t.confidence_P) >= bar
+    kept_D = keep_P.nonzero().squeeze(1)
+    siblings_D = sibling_pairs(t.first_P[kept_D], t.second_P[kept_D], t.firing_E)
+    keep_P[kept_D[siblings_D]] = False
+    return keep_P
+
+
+METHODS = (
+    Method("original", "sign-pattern cosine of reader-latent effects, never co-occur", _original),
+    Method("decoder", "ablator decoder cosine alone", _decoder),
+    Method("decoder+never", "decoder cosine, never co-occur", _decoder_never),
+    Method("never", "never co-occur (co-occurrence alone)", _never, thresholded=False),
+    Method("effect+never", "effect cosine in the effect space, never co-occur", _effect_never),
+    Method(
+        "ranked",
+        "effect cosine x exclusion confidence, siblings under a more frequent latent dropped",
+        _ranked,
+    ),
+)
+
+
+def method_scores(
+    table: PairTable, truth: frozenset[LatentPair], method: Method, bars: tuple[float, ...]
 ) -> list[Score]:
-    """Scores over the grid, ``pairs`` being a search at the loosest thresholds of the grid."""
+    """The method's scores at each bar (one score for a method without a threshold)."""
     return [
-        score(pairs_passing(pairs, c, n), truth, c, n)
-        for n in cooccurrence_thresholds
-        for c in cosine_thresholds
+        score(table.pairs(method.keep(table, bar)), truth, bar)
+        for bar in (bars if method.thresholded else (float("nan"),))
     ]
+
+
+def score(predicted: set[LatentPair], truth: frozenset[LatentPair], threshold: float) -> Score:
+    return Score(threshold, len(predicted), len(predicted & truth), len(truth))

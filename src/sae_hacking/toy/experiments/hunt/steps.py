@@ -5,8 +5,8 @@ reader play the later layers and the reader SAE. The steps call what the languag
 call: ``core.cooccurrence.add_counts_`` for exact counts, ``core.ablation.choose_ablations`` /
 ``decoder_directions`` / ``ablation_deltas`` for which latents to ablate and what ablating one
 subtracts (the SAE's error term kept: ``x - a_i d_i``, not the reconstruction), the effect-row
-accumulator of ``io.effects`` (effect = clean - ablated, summed per ablator latent), and
-``core.pairs.find_pairs`` with a lookup into the packed co-occurrence triangle.
+accumulator of ``io.effects`` (effect = clean - ablated, summed per ablator latent), and the
+pair scores of ``core.pair_scores`` with a lookup into the packed co-occurrence triangle.
 """
 
 from collections.abc import Callable
@@ -18,10 +18,12 @@ from torch import Tensor
 
 from sae_hacking.core.ablation import ablation_deltas, choose_ablations, decoder_directions
 from sae_hacking.core.cooccurrence import active_latents, add_counts_
-from sae_hacking.core.pairs import PairSearch, find_pairs
+from sae_hacking.core.pair_scores import exclusion_confidence, expected_cooccurrence
+from sae_hacking.core.similarity import unit_rows
 from sae_hacking.core.triangle import pair_index, triangle_size
 from sae_hacking.io.effects import RowAccumulator
 from sae_hacking.toy.experiments.hunt.model import Downstream, Reader
+from sae_hacking.toy.experiments.hunt.scoring import PairTable
 from sae_hacking.toy.protocol import FeatureSource, ToySAE
 
 Sampler = Callable[[int], Float[Tensor, "B M"]]
@@ -89,16 +91,18 @@ def ablation_effects(
     n_samples: int,
     batch_size: int,
     abridge_to: int,
+    spaces: tuple[str, ...] = ("latents",),
     ablatable_E: Tensor | None = None,
-) -> EffectRows:
-    """Ablate each sample's top ``abridge_to`` ablator latents one at a time; sum their effects."""
+) -> dict[str, EffectRows]:
+    """Ablate each sample's top ``abridge_to`` ablator latents one at a time; sum their effects,
+    read in each of ``spaces`` (the same ablations for every space)."""
     width = ablator.width
     device = draw(1).device
     if ablatable_E is None:
         ablatable_E = torch.ones(width, dtype=torch.bool, device=device)
     no_selection = torch.zeros(0, dtype=torch.long, device=device)
     decoder_EM = ablator.decoder_directions().float()
-    rows = RowAccumulator(width, reader.width(downstream), device)
+    rows = {s: RowAccumulator(width, reader.width(downstream, s), device) for s in spaces}
     for size in batches(n_samples, batch_size):
         x_BM = draw(size)
         acts_BE = ablator.encode_dense(x_BM)
@@ -112,30 +116,36 @@ def ablation_effects(
         directions_KM = decoder_directions(decoder_EM, latent_K, rescale_by_norm=False)
         acts_K1 = acts_BE[sample_K, latent_K][:, None]
         ablated_KM = x_BM[sample_K] - ablation_deltas(acts_K1, directions_KM)[:, 0]
-        clean_BD = reader(downstream(x_BM))
-        effects_KD = clean_BD[sample_K] - reader(downstream(ablated_KM))
-        rows.add(latent_K, effects_KD)
-    latents_R, rows_RD, counts_R = rows.take()
-    return EffectRows(latents_R, rows_RD, counts_R)
+        clean_KD, ablated_KD = downstream(x_BM)[sample_K], downstream(ablated_KM)
+        for space, accumulator in rows.items():
+            accumulator.add(latent_K, reader(clean_KD, space) - reader(ablated_KD, space))
+    return {space: EffectRows(*accumulator.take()) for space, accumulator in rows.items()}
 
 
-def search_pairs(
+def pair_table(
     latents_R: Int[Tensor, " R"],
-    rows_RD: Float[Tensor, "R D"],
+    rows: dict[str, Float[Tensor, "R D"]],
     cooccurrences: Cooccurrences,
-    cosine_threshold: float,
-    cooccurrence_threshold: int,
-    sign: bool = False,
-) -> PairSearch:
-    """Every pair of rows with cosine >= threshold and co-occurrence <= threshold (no top-n cut)."""
+) -> PairTable:
+    """Every pair (i < j) of ``latents_R``: the cosine of its rows under each measure, its
+    co-occurrence count, the count expected under independence and the exclusion confidence."""
+    device = latents_R.device
     n_rows = int(latents_R.shape[0])
-    return find_pairs(
-        latents_R,
-        lambda start, stop: rows_RD[start:stop],
-        cooccurrences.lookup,
-        cosine_threshold,
-        cooccurrence_threshold,
-        top_n=max(triangle_size(n_rows), 1),
-        sign=sign,
-        device=rows_RD.device,
+    i_P, j_P = torch.triu_indices(n_rows, n_rows, offset=1, device=device)
+    first_P, second_P = latents_R[i_P], latents_R[j_P]
+    observed_P = cooccurrences.lookup(first_P, second_P)
+    firing_E = cooccurrences.firing_E.to(device)
+    expected_P = expected_cooccurrence(firing_E[first_P], firing_E[second_P], cooccurrences.tokens)
+    similarity = {}
+    for name, rows_RD in rows.items():
+        unit_RD = unit_rows(rows_RD.float())
+        similarity[name] = (unit_RD[i_P] * unit_RD[j_P]).sum(dim=1)
+    return PairTable(
+        first_P,
+        second_P,
+        observed_P,
+        expected_P,
+        exclusion_confidence(observed_P, expected_P),
+        similarity,
+        firing_E,
     )

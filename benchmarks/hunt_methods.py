@@ -1,0 +1,80 @@
+"""The toy hunt's methods side by side: precision / recall / F1 of each, per setting, over seeds.
+
+Every setting of the downstream map and reader runs the same trained ablator per seed (the ablator
+does not depend on them), and each method is scored at its default threshold. Settings are
+``downstream/reader[/effect space]``; the table pools true positives, predictions and truth over
+the seeds and gives the per-seed range of F1.
+
+    uv run benchmarks/hunt_methods.py                        # 25 x 3 defaults, seeds 0-2
+    uv run benchmarks/hunt_methods.py --seeds 0,1,2,3,4 --settings random/sae,readout/sae/latents
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from sae_hacking.devices import resolve_device
+from sae_hacking.toy.experiments.hunt.config import HuntConfig
+from sae_hacking.toy.experiments.hunt.run import HuntResult, run, train_ablator
+from sae_hacking.toy.experiments.hunt.scoring import METHODS
+
+SETTINGS = ("readout/readout", "random/readout", "readout/sae", "random/sae")
+
+
+def config_of(setting: str, seed: int, output_dir: Path, extra: dict[str, object]) -> HuntConfig:
+    downstream, reader, *space = setting.split("/")
+    changes: dict[str, object] = {"downstream": downstream, "reader": reader, **extra}
+    if space:
+        changes["effect_space"] = space[0]
+    return HuntConfig(seed=seed, output_dir=output_dir, **changes)  # pyright: ignore[reportArgumentType]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--hierarchy", default="25x3")
+    parser.add_argument("--model-dim", type=int, default=128)
+    parser.add_argument("--firing-threshold", type=float, default=0.5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    settings = args.settings.split(",")
+    extra: dict[str, object] = {
+        "hierarchy": args.hierarchy,
+        "model_dim": args.model_dim,
+        "firing_threshold": args.firing_threshold,
+    }
+    results: dict[str, list[HuntResult]] = {s: [] for s in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            first = config_of(settings[0], seed, Path(tmp), extra)
+            trained = train_ablator(first, resolve_device(first.device))
+            for setting in settings:
+                results[setting].append(run(config_of(setting, seed, Path(tmp), extra), trained))
+    table = Table(title=f"{args.hierarchy}, seeds {args.seeds}: P / R / F1 pooled (F1 per seed)")
+    table.add_column("setting")
+    for method in METHODS:
+        table.add_column(method.name, justify="right")
+    for setting, runs in results.items():
+        cells = []
+        for method in METHODS:
+            scores = [r.at_default[method.name] for r in runs]
+            tp = sum(s.true_positives for s in scores)
+            predicted = sum(s.predicted for s in scores)
+            actual = sum(s.actual for s in scores)
+            p = tp / predicted if predicted else 1.0
+            r = tp / actual if actual else 1.0
+            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            low, high = min(s.f1 for s in scores), max(s.f1 for s in scores)
+            cells.append(f"{p:.2f} / {r:.2f} / {f1:.2f} ({low:.2f}-{high:.2f})")
+        table.add_row(setting, *cells)
+    Console(width=250).print(table)
+
+
+if __name__ == "__main__":
+    main()

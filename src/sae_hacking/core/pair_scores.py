@@ -1,0 +1,81 @@
+"""Ranked absorption scores for latent pairs: co-occurrence against its base rate, times similarity.
+
+A bar of "never co-occurred" says little about two rare latents (they would rarely meet even if
+independent) and much about two frequent ones. The base rate is the count expected under
+independence, ``f_i f_j / T`` over ``T`` counted tokens. The exclusion confidence is the
+probability that independent latents would have co-occurred *more* often than observed,
+``P(N > n)`` for ``N ~ Poisson(expected)``: near 1 when the pair clearly avoids itself, near 0 when
+the silence is what chance gives (``1 - exp(-expected)`` at ``n = 0``). It grades partial absorption
+too: a parent latent that still fires on a few of its absorber's tokens keeps a confidence near 1
+as long as the count stays far below the base rate.
+
+The score multiplies that confidence by the similarity of the pair's effects (clipped at 0), so a
+pair ranks high only when it both avoids itself beyond chance and acts alike downstream.
+"""
+
+import torch
+from beartype import beartype
+from jaxtyping import Bool, Float, Int, jaxtyped
+from torch import Tensor
+
+
+@jaxtyped(typechecker=beartype)
+def expected_cooccurrence(
+    firing_i_P: Int[Tensor, " P"], firing_j_P: Int[Tensor, " P"], tokens: int
+) -> Float[Tensor, " P"]:
+    """Co-occurrences expected if the two latents fired independently: ``f_i f_j / T``."""
+    return firing_i_P.double() * firing_j_P.double() / max(tokens, 1)
+
+
+@jaxtyped(typechecker=beartype)
+def exclusion_confidence(
+    observed_P: Int[Tensor, " P"], expected_P: Float[Tensor, " P"]
+) -> Float[Tensor, " P"]:
+    """``P(N > observed)`` for ``N ~ Poisson(expected)``: how surely the pair avoids itself.
+
+    The Poisson CDF at ``n`` is the regularised upper incomplete gamma ``Q(n + 1, expected)``, so
+    the confidence is its complement ``P(n + 1, expected)`` (``torch.special.gammainc``).
+    """
+    expected_P = expected_P.double()
+    confidence_P = torch.special.gammainc(observed_P.double() + 1.0, expected_P.clamp_min(1e-300))
+    return torch.where(expected_P > 0, confidence_P, torch.zeros_like(confidence_P)).float()
+
+
+@jaxtyped(typechecker=beartype)
+def absorption_score(
+    similarity_P: Float[Tensor, " P"], confidence_P: Float[Tensor, " P"]
+) -> Float[Tensor, " P"]:
+    """The ranked score: effect similarity (negative counts as 0) times exclusion confidence."""
+    return similarity_P.clamp_min(0.0) * confidence_P
+
+
+@jaxtyped(typechecker=beartype)
+def sibling_pairs(
+    first_P: Int[Tensor, " P"], second_P: Int[Tensor, " P"], firing_E: Int[Tensor, " E"]
+) -> Bool[Tensor, " P"]:
+    """Which candidate pairs are siblings: both latents also pair with a third that fires more
+    often than either.
+
+    Two latents that absorb the same parent (two words of one letter) never co-occur and both
+    carry the parent, so they look like a pair; so does each with the parent's own latent. The
+    parent's latent is the general one: it fires on the parent's remaining contexts, more often
+    than any single absorber (a letter latent on thousands of words, a word latent on one). A
+    candidate pair (x, y) whose latents both pair with such a more frequent z is the sibling side
+    of the triangle {z, x, y}; the pairs (z, x) and (z, y) are the absorption.
+    """
+    device = first_P.device
+    latents_L, local_2P = torch.unique(torch.stack([first_P, second_P]), return_inverse=True)
+    n = int(latents_L.shape[0])
+    linked_LL = torch.zeros(n, n, dtype=torch.bool, device=device)
+    linked_LL[local_2P[0], local_2P[1]] = True
+    linked_LL[local_2P[1], local_2P[0]] = True
+    firing_L = firing_E.to(device)[latents_L]
+    sibling_P = torch.zeros(first_P.shape[0], dtype=torch.bool, device=device)
+    # Blocks of pairs bound the (pairs x latents) masks to a few MB.
+    step = max(1, (1 << 22) // max(n, 1))
+    for start in range(0, first_P.shape[0], step):
+        a_D, b_D = local_2P[0, start : start + step], local_2P[1, start : start + step]
+        floor_D = torch.maximum(firing_L[a_D], firing_L[b_D])
+        above_DL = linked_LL[a_D] & linked_LL[b_D] & (firing_L[None, :] > floor_D[:, None])
+        sibling_P[start : start + step] = above_DL.any(dim=1)
+    return sibling_P

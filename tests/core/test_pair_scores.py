@@ -1,0 +1,78 @@
+"""Ranked pair scores: the base rate of co-occurrence, exclusion confidence, the combined score."""
+
+import math
+
+import pytest
+import torch
+from scipy.stats import poisson
+
+from sae_hacking.core.pair_scores import (
+    absorption_score,
+    exclusion_confidence,
+    expected_cooccurrence,
+    sibling_pairs,
+)
+
+
+def test_expected_cooccurrence_is_the_product_of_firing_rates_times_tokens() -> None:
+    expected = expected_cooccurrence(torch.tensor([100, 0, 7]), torch.tensor([50, 9, 7]), 1000)
+    assert expected.tolist() == [5.0, 0.0, 49 / 1000]
+
+
+def test_exclusion_confidence_matches_scipy_poisson_survival_on_random_inputs() -> None:
+    generator = torch.Generator().manual_seed(0)
+    expected_P = torch.rand(500, generator=generator, dtype=torch.float64) * 200
+    observed_P = (torch.rand(500, generator=generator) * expected_P * 1.5).long()
+    confidence = exclusion_confidence(observed_P, expected_P)
+    reference = poisson.sf(observed_P.numpy(), expected_P.numpy())
+    torch.testing.assert_close(confidence.double(), torch.from_numpy(reference), atol=1e-5, rtol=0)
+
+
+def test_never_meeting_is_confident_only_when_chance_would_have_met() -> None:
+    confidence = exclusion_confidence(torch.tensor([0, 0, 0]), torch.tensor([0.0, 0.1, 5.0]))
+    assert confidence[0] == 0.0  # a latent that never fires says nothing
+    assert float(confidence[1]) == pytest.approx(1 - math.exp(-0.1), rel=1e-5)
+    assert float(confidence[2]) == pytest.approx(1 - math.exp(-5.0), rel=1e-5)
+
+
+def test_score_is_similarity_times_confidence_with_negative_similarity_as_zero() -> None:
+    score = absorption_score(torch.tensor([0.8, -0.5, 0.4]), torch.tensor([0.5, 1.0, 1.0]))
+    assert score.tolist() == pytest.approx([0.4, 0.0, 0.4])
+
+
+def slow_siblings(pairs: list[tuple[int, int]], firing: list[int]) -> list[bool]:
+    linked = {frozenset(p) for p in pairs}
+    latents = {x for p in pairs for x in p}
+    return [
+        any(
+            frozenset((z, x)) in linked
+            and frozenset((z, y)) in linked
+            and firing[z] > max(firing[x], firing[y])
+            for z in latents
+        )
+        for x, y in pairs
+    ]
+
+
+def test_siblings_under_a_more_frequent_latent_are_marked_and_the_absorption_kept() -> None:
+    # Latent 0 fires most (the parent), 3 and 5 absorb it and pair with each other too; 7 and 8
+    # pair alone.
+    firing = torch.tensor([900, 0, 0, 40, 0, 30, 0, 5, 6])
+    pairs = [(0, 3), (0, 5), (3, 5), (7, 8)]
+    first, second = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    assert sibling_pairs(first, second, firing).tolist() == [False, False, True, False]
+
+
+def test_sibling_pairs_match_a_loop_over_triangles_on_random_graphs() -> None:
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        width = 12
+        firing = torch.randint(0, 50, (width,), generator=generator)
+        all_pairs = [(i, j) for i in range(width) for j in range(i + 1, width)]
+        keep = torch.rand(len(all_pairs), generator=generator) < 0.3
+        pairs = [p for p, k in zip(all_pairs, keep.tolist(), strict=True) if k]
+        if not pairs:
+            continue
+        first, second = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+        expected = slow_siblings(pairs, firing.tolist())
+        assert sibling_pairs(first, second, firing).tolist() == expected

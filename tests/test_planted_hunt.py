@@ -1,0 +1,85 @@
+"""The hunt end to end on the planted language model, through the three scripts, scored against the
+planted absorption: gemma_cooccurrences -> gemma_selective_ablate -> look_for_pairs."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
+from sae_hacking.gemma_selective_ablate import app as ablate_app
+from sae_hacking.llm.planted_hunt import PlantedHunt, write_planted_hunt
+from sae_hacking.look_for_pairs import app as pairs_app
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def invoke(app: object, args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)  # pyright: ignore[reportArgumentType]
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[PlantedHunt, Path, Path]:
+    root = tmp_path_factory.mktemp("planted")
+    case = write_planted_hunt(root)
+    model = ["--model", str(case.model_dir), "--device", "cpu"]
+    corpus = ["--dataset-path", str(case.corpus), "--max-tokens-in-prompt", "32"]
+    invoke(
+        cooccurrence_app,
+        [*model, *corpus, "--sae-release", str(case.ablator_dir), "--batch-size", "64"]
+        + ["--output-dir", str(root / "cooc")],
+    )
+    cooc = only_run(root / "cooc")
+    invoke(
+        ablate_app,
+        [*model, *corpus, "--ablator-sae-release", str(case.ablator_dir)]
+        + ["--reader-sae-release", str(case.reader_dir), "--n-prompts", "600"]
+        + ["--abridge-ablations-to", "40", "--batch-size", "32", "--cooccurrence-dir", str(cooc)]
+        + ["--output-dir", str(root / "ablate")],
+    )
+    return case, cooc, only_run(root / "ablate")
+
+
+def found_pairs(planted: tuple[PlantedHunt, Path, Path], out: Path, *flags: str) -> set:
+    _, cooc, ablation = planted
+    invoke(
+        pairs_app,
+        ["--ablation-dir", str(ablation), "--cooccurrence-dir", str(cooc), "--device", "cpu"]
+        + [*flags, "--output-dir", str(out)],
+    )
+    written = json.loads((only_run(out) / "pairs.json").read_text(encoding="utf-8"))
+    return {tuple(sorted((p["first"]["latent"], p["second"]["latent"]))) for p in written["pairs"]}
+
+
+def precision_recall(found: set, truth: frozenset) -> tuple[float, float]:
+    hits = len(found & truth)
+    return hits / max(len(found), 1), hits / len(truth)
+
+
+def test_the_ranked_hunt_finds_the_planted_pairs_with_p_and_r_at_least_0_9(
+    planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
+) -> None:
+    truth = frozenset(tuple(sorted(p)) for p in planted[0].truth)
+    found = found_pairs(planted, tmp_path, "--scoring", "ranked")
+    precision, recall = precision_recall(found, truth)
+    assert precision >= 0.9
+    assert recall >= 0.9
+
+
+def test_never_co_occurring_and_similar_alone_also_calls_siblings(
+    planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
+) -> None:
+    # Two words that absorb one letter never co-occur and both carry the letter: the thresholded
+    # search reports them too, and loses precision.
+    truth = frozenset(tuple(sorted(p)) for p in planted[0].truth)
+    found = found_pairs(
+        planted, tmp_path, "--cooccurrence-threshold", "0", "--cosine-sim-threshold", "0.5"
+    )
+    precision, recall = precision_recall(found, truth)
+    assert recall >= 0.9
+    assert precision < 0.8

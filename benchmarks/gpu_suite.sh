@@ -93,7 +93,7 @@ else
     device=cuda
     toy_args=(--device cuda)
     gemma_args=(--device cuda)
-    limits=(180 75 40 80 60)
+    limits=(180 100 40 80 60)
 fi
 
 xdist=()

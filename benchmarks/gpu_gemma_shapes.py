@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from ablation import original as original_ablation
-from cooccurrence import original_counting, random_active, toolkit_counting
+from cooccurrence import original_counting, toolkit_counting
 from sae_lens import HookedSAETransformer
 from transformer_lens import HookedTransformerConfig
 
@@ -153,9 +153,15 @@ def host_peak_bytes() -> int:
 def cooccurrence_step(sizes: Sizes, device: torch.device) -> Measured:
     width = sizes.width
     generator = torch.Generator().manual_seed(0)
-    active_BSE = torch.zeros(sizes.cooc_prompts, sizes.seq, width, dtype=torch.bool, device=device)
-    for b in range(sizes.cooc_prompts):  # drawn a prompt at a time: no 4-byte T x E temporary
-        active_BSE[b] = random_active(1, sizes.seq, width, sizes.l0, generator)[0].to(device)
+    # cooccurrence.py's random_active, drawn on the device a prompt at a time (no 4-byte T x E
+    # temporary; drawing 2^31 numbers on the host would take longer than the step).
+    rates_E = 10.0 ** (-3.0 * torch.rand(width, generator=generator))
+    rates_E = (rates_E * (sizes.l0 / rates_E.sum())).clamp(max=0.5).to(device)
+    on_device = torch.Generator(device).manual_seed(0)
+    active_BSE = torch.empty(sizes.cooc_prompts, sizes.seq, width, dtype=torch.bool, device=device)
+    for b in range(sizes.cooc_prompts):
+        draws_SE = torch.rand(sizes.seq, width, generator=on_device, device=device)
+        active_BSE[b] = draws_SE < rates_E
     tokens = sizes.cooc_prompts * sizes.seq
     with Peaks(device) as peaks:
         dense_EE = original_counting(active_BSE)
@@ -197,7 +203,9 @@ def gemma_config(sizes: Sizes, device: torch.device, smoke: bool) -> HookedTrans
 @torch.no_grad()
 def random_model(cfg: HookedTransformerConfig, device: torch.device) -> HookedSAETransformer:
     """The architecture with random weights drawn on the device (tiny_model's scheme)."""
-    model = HookedSAETransformer(cfg, default_padding_side="left")
+    cfg.init_weights = False  # every weight is drawn below; transformer-lens's init is slow on CPU
+    with torch.device(device):  # allocate on the device: 10 GB of float32 never touch the host
+        model = HookedSAETransformer(cfg, default_padding_side="left")
     generator = torch.Generator(device).manual_seed(0)
     for name, param in model.named_parameters():
         if name.endswith(".w") or name.endswith("ln_final.w"):

@@ -8,7 +8,7 @@
 #   benchmarks/gpu_suite.sh --cpu-smoke    # without a GPU: the same steps on the CPU, tiny sizes
 #
 # Environment: OUT (default ./gpu-out), PYTHON (default python3), SKIP_WHEELS=1 to use the
-# interpreter's own packages instead of .whl/.
+# interpreter's own packages instead of .whl/, PYTEST_ARGS (extra pytest arguments, e.g. -k ...).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
@@ -93,15 +93,16 @@ else
     device=cuda
     toy_args=(--device cuda)
     gemma_args=(--device cuda)
-    limits=(180 75 40 80 60)
+    limits=(180 100 40 80 60)
 fi
 
 xdist=()
 if "$py" -c "import xdist" 2>/dev/null; then
     xdist=(-n 4)  # CPU halves of the comparisons and compilations overlap with GPU work
 fi
+read -r -a extra <<<"${PYTEST_ARGS:-}"
 run_step "gpu test tier (pytest -m gpu)" "${limits[0]}" \
-    "$py" -m pytest -p no:cacheprovider -m gpu tests/gpu "${xdist[@]}" -W default -rfEs \
+    "$py" -m pytest -p no:cacheprovider -m gpu tests/gpu "${xdist[@]}" "${extra[@]}" -W default -rfEs \
     --durations=15 --junitxml="$OUT/pytest_gpu.xml" -o junit_family=xunit1 \
     2>&1 | tee "$OUT/pytest_gpu.log"
 

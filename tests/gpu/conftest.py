@@ -41,3 +41,11 @@ def only_dir(parent: Path) -> Path:
     """The single run directory a script made under ``parent``."""
     (run_dir,) = [path for path in parent.iterdir() if path.is_dir()]
     return run_dir
+
+
+def sides(cuda: torch.device) -> list[tuple[str, torch.device]]:
+    """The two runs compared: ("cpu", the CPU) and ("gpu", the device under test).
+
+    Results and folders are named by side, so a dry run on the CPU keeps both apart.
+    """
+    return [("cpu", torch.device("cpu")), ("gpu", cuda)]

@@ -26,7 +26,7 @@ from sae_hacking.toy.training.schedule import Schedule
 from sae_hacking.toy_absorption_hunt import app as hunt_app
 from sae_hacking.toy_hedging_absorption import app as hedging_app
 from sae_hacking.train_topk_sae_toy import app as train_app
-from tests.gpu.conftest import no_host_sync, only_dir
+from tests.gpu.conftest import no_host_sync, only_dir, sides
 
 pytestmark = pytest.mark.gpu
 
@@ -151,31 +151,31 @@ def test_train_script_on_cuda_reaches_the_cpu_runs_scores(
 ) -> None:
     """Data are drawn on the training device, so the streams differ: scores agree, not weights."""
     finals = {}
-    for device in ("cpu", str(cuda)):
-        flags = ["--device", device, "--num-samples", "2048000", "--batch-size", "2048"]
-        flags += ["--output-dir", str(tmp_path / device), "--seed", "0"]
+    for side, device in sides(cuda):
+        flags = ["--device", str(device), "--num-samples", "2048000", "--batch-size", "2048"]
+        flags += ["--output-dir", str(tmp_path / side), "--seed", "0"]
         flags += ["--hierarchical"] if hierarchical else []
         result = CliRunner().invoke(train_app, flags)
         assert result.exit_code == 0, result.output
-        summary = summary_of(tmp_path / device)
-        assert summary["device"].startswith(device)
-        finals[device] = summary["final"]
+        summary = summary_of(tmp_path / side)
+        assert summary["device"].startswith(device.type)
+        finals[side] = summary["final"]
     for metric in ("mmcs", "mcc"):
-        assert abs(finals[str(cuda)][metric] - finals["cpu"][metric]) <= 0.08, (metric, finals)
-    assert finals[str(cuda)]["fvu"] <= 2 * finals["cpu"]["fvu"] + 0.02, finals
+        assert abs(finals["gpu"][metric] - finals["cpu"][metric]) <= 0.08, (metric, finals)
+    assert finals["gpu"]["fvu"] <= 2 * finals["cpu"]["fvu"] + 0.02, finals
 
 
 def test_hedging_lab_on_cuda_matches_the_cpu_run(cuda: torch.device, tmp_path: Path) -> None:
     rows = {}
-    for device in ("cpu", str(cuda)):
+    for side, device in sides(cuda):
         flags = ["--hierarchy", "notebook", "--inner-multipliers", "0.25", "--steps", "300"]
-        flags += ["--batch-size", "2048", "--eval-samples", "4000", "--device", device]
-        result = CliRunner().invoke(hedging_app, [*flags, "--output-dir", str(tmp_path / device)])
+        flags += ["--batch-size", "2048", "--eval-samples", "4000", "--device", str(device)]
+        result = CliRunner().invoke(hedging_app, [*flags, "--output-dir", str(tmp_path / side)])
         assert result.exit_code == 0, result.output
-        metrics = json.loads((only_dir(tmp_path / device) / "metrics.json").read_text())
-        rows[device] = metrics["rows"]
-    assert [r["variant"] for r in rows["cpu"]] == [r["variant"] for r in rows[str(cuda)]]
-    for cpu_row, cuda_row in zip(rows["cpu"], rows[str(cuda)], strict=True):
+        metrics = json.loads((only_dir(tmp_path / side) / "metrics.json").read_text())
+        rows[side] = metrics["rows"]
+    assert [r["variant"] for r in rows["cpu"]] == [r["variant"] for r in rows["gpu"]]
+    for cpu_row, cuda_row in zip(rows["cpu"], rows["gpu"], strict=True):
         for key, value in cpu_row.items():
             if isinstance(value, float) and key in ("absorption_fraction", "fvu"):
                 # Started at the truth, data drawn on each device: the scores move by noise.
@@ -184,12 +184,12 @@ def test_hedging_lab_on_cuda_matches_the_cpu_run(cuda: torch.device, tmp_path: P
 
 def test_toy_hunt_on_cuda_finds_what_the_cpu_run_finds(cuda: torch.device, tmp_path: Path) -> None:
     scores = {}
-    for device in ("cpu", str(cuda)):
+    for side, device in sides(cuda):
         flags = ["--hierarchy", "25x3", "--steps", "1500", "--samples", "20000"]
-        flags += ["--eval-samples", "10000", "--device", device]
-        result = CliRunner().invoke(hunt_app, [*flags, "--output-dir", str(tmp_path / device)])
+        flags += ["--eval-samples", "10000", "--device", str(device)]
+        result = CliRunner().invoke(hunt_app, [*flags, "--output-dir", str(tmp_path / side)])
         assert result.exit_code == 0, result.output
-        hunt = json.loads((only_dir(tmp_path / device) / "hunt.json").read_text())
-        scores[device] = hunt["at_default"]
+        hunt = json.loads((only_dir(tmp_path / side) / "hunt.json").read_text())
+        scores[side] = hunt["at_default"]
     for key in ("precision", "recall"):
-        assert abs(scores[str(cuda)][key] - scores["cpu"][key]) <= 0.15, (key, scores)
+        assert abs(scores["gpu"][key] - scores["cpu"][key]) <= 0.15, (key, scores)

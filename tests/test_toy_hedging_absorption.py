@@ -106,10 +106,16 @@ def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path: Path) -> None:
         (["--max-absorbers", "0"], "--max-absorbers"),
         (["--hierarchy", str(huge)], "--hierarchy: roots[0]: 1e+12 nodes"),
         # Sizes beyond the machine's memory, refused from an estimate before allocating.
-        (["--hierarchy", str(wide), "--device", "cpu"], "--hierarchy: the run would need"),
-        (["--batch-size", "100000000000000", "--device", "cpu"], "--batch-size: the run"),
-        (["--eval-samples", "100000000000000", "--device", "cpu"], "--eval-samples: the run"),
-        (["--model-dim", "100000000000", "--device", "cpu"], "--model-dim: the run"),
+        (["--hierarchy", str(wide), "--device", "cpu"], "--hierarchy: a run of these sizes needs"),
+        (
+            ["--batch-size", "100000000000000", "--device", "cpu"],
+            "--batch-size: a run of these sizes",
+        ),
+        (
+            ["--eval-samples", "100000000000000", "--device", "cpu"],
+            "--eval-samples: a run of these sizes",
+        ),
+        (["--model-dim", "100000000000", "--device", "cpu"], "--model-dim: a run of these sizes"),
     ]
     for flags, message in cases:
         result = runner.invoke(app, [*flags, "--output-dir", str(tmp_path / "out")])

@@ -293,10 +293,18 @@ def test_resume_refuses_contradicting_flags_other_tools_runs_and_finished_runs(
 @pytest.mark.parametrize(
     ("args", "flag", "limit"),
     [
-        (["--sae-hidden-dim", "1000000000000"], "--sae-hidden-dim", "more than the"),
-        (["--batch-size", "100000000000000"], "--batch-size", "more than the"),
-        (["--eval-batch-size", "100000000000000"], "--eval-batch-size", "more than the"),
-        (["--model-dim", "1000000000000"], "--model-dim", "more than the"),
+        (
+            ["--sae-hidden-dim", "1000000000000"],
+            "--sae-hidden-dim",
+            "a run of these sizes needs about",
+        ),
+        (["--batch-size", "100000000000000"], "--batch-size", "a run of these sizes needs about"),
+        (
+            ["--eval-batch-size", "100000000000000"],
+            "--eval-batch-size",
+            "a run of these sizes needs about",
+        ),
+        (["--model-dim", "1000000000000"], "--model-dim", "a run of these sizes needs about"),
         (["--num-samples", "1000000000000000000"], "--num-samples", "limit of 1e+12"),
         (["--steps", "10000000000"], "--steps", "limit of 1e+09"),
         (["--steps", "1000000000", "--batch-size", "4096"], "--steps", "limit of 1e+12"),

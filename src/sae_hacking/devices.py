@@ -30,6 +30,14 @@ def resolve_device(spec: str, field: str = "device") -> torch.device:
     return device
 
 
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device; None for the CPU (``memory.check_fits`` reads the system's)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return free
+
+
 def command_line() -> list[str]:
     """The command line this process was started with, for config.json."""
     return list(sys.argv)

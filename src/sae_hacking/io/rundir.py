@@ -138,17 +138,3 @@ def write_config(run_dir: Path, config: Any, argv: list[str]) -> None:
             "versions": package_versions(),
         },
     )
-
-
-@contextmanager
-def removed_if_unstarted(run_dir: Path) -> Iterator[Path]:
-    """Remove ``run_dir`` when the work inside fails before writing anything beside config.json.
-
-    A refusal or crash then leaves no empty run behind for a later tool to mistake for a run.
-    """
-    try:
-        yield run_dir
-    except BaseException:
-        if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {"config.json"}:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise

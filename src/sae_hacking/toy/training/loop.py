@@ -350,7 +350,9 @@ def train(
         every = settings.checkpoint_every
         checkpoint = every and end % every == 0 and end < settings.steps
         if checkpoint and isinstance(observer, CheckpointObserver):
-            state = trainer_state(end, optimizer, rate, generator, loss_sum, last_log, train_seconds)
+            state = trainer_state(
+                end, optimizer, rate, generator, loss_sum, last_log, train_seconds
+            )
             observer.on_checkpoint(state, sae)
         start = end
     return TrainResult(history[-1], history, train_seconds)

@@ -12,16 +12,18 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.config import flag_of
+from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.errors import RunStopped
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.bundle import save_bundle
 from sae_hacking.io.rundir import (
     default_output_dir,
     make_run_dir,
-    removed_if_unstarted,
+    removed_unless_used,
     write_config,
 )
+from sae_hacking.memory import check_fits
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.data.tree_spec import load_forest
 from sae_hacking.toy.experiments.hedging.config import HedgingAbsorptionConfig
@@ -36,7 +38,6 @@ from sae_hacking.toy.experiments.hedging.experiment import (
 from sae_hacking.toy.experiments.hedging.plots import save_heatmaps
 from sae_hacking.toy.metrics.absorption import AbsorptionThresholds
 from sae_hacking.toy.training.loop import train
-from sae_hacking.toy.training.memory import refuse_beyond_memory
 
 RUN_PREFIX = "toy-hedging-absorption"
 
@@ -160,11 +161,12 @@ def run(config: HedgingAbsorptionConfig, console: Console | None = None) -> Hedg
     console = console or Console()
     device = resolve_device(config.device)
     torch.set_num_threads(config.threads)
-    refuse_beyond_memory(*config.memory_estimate(), device)
+    needed, costliest = config.memory_estimate()
+    check_fits(needed, flag_of(costliest), "a run of these sizes", free_memory_bytes(device))
     run_dir = make_run_dir(config.output_dir or default_output_dir(), RUN_PREFIX)
     write_config(run_dir, config, command_line())
     try:
-        with removed_if_unstarted(run_dir):
+        with removed_unless_used(run_dir):
             records = train_and_score(config, run_dir, device, console)
     except KeyboardInterrupt:
         where = (

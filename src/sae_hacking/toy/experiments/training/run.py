@@ -15,17 +15,18 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from sae_hacking.config import ConfigError, given_options, read_saved_options, resumed
-from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.config import ConfigError, flag_of, given_options, read_saved_options, resumed
+from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.errors import RunStopped
-from sae_hacking.io.atomic import atomic_write_json
+from sae_hacking.io.atomic import atomic_write_json, remove_stale_temporaries
 from sae_hacking.io.bundle import load_bundle, save_bundle
 from sae_hacking.io.rundir import (
     default_output_dir,
     make_run_dir,
-    removed_if_unstarted,
+    removed_unless_used,
     write_config,
 )
+from sae_hacking.memory import check_fits
 from sae_hacking.toy.data.perturbed_children import PerturbedChildren
 from sae_hacking.toy.experiments.training.config import ToyTrainConfig
 from sae_hacking.toy.experiments.training.plots import plot_recovery_heatmap, plot_training_curves
@@ -34,7 +35,6 @@ from sae_hacking.toy.saes.hierarchical import HierarchicalShape, HierarchicalTop
 from sae_hacking.toy.saes.topk import TopKSAE, TopKShape
 from sae_hacking.toy.training.checkpoint import TRAINER, architecture_name, load_trainer_state
 from sae_hacking.toy.training.loop import TrainerState, TrainResult, TrainSettings, train
-from sae_hacking.toy.training.memory import refuse_beyond_memory
 from sae_hacking.toy.training.run_log import (
     CHECKPOINT_DIR,
     RunLog,
@@ -177,8 +177,7 @@ def prepare_resume(run_dir: Path, device: torch.device) -> Resume | None:
     if (run_dir / "summary.json").exists():
         raise ConfigError("resume", f"'{run_dir}' is complete (it has summary.json)")
     # Temporary files of writes a kill interrupted; the files they were replacing are intact.
-    for stale in run_dir.rglob("*.tmp"):
-        stale.unlink()
+    remove_stale_temporaries(run_dir)
     manifest = latest_checkpoint(run_dir)
     if manifest is None:
         return None
@@ -223,7 +222,8 @@ def run(config: ToyTrainConfig) -> RunOutcome:
     device = resolve_device(config.device_spec, config.device_field)
     if device.type == "cpu":
         torch.set_num_threads(config.threads)
-    refuse_beyond_memory(*config.memory_estimate(), device)
+    needed, costliest = config.memory_estimate()
+    check_fits(needed, flag_of(costliest), "a run of these sizes", free_memory_bytes(device))
     if config.resume is not None:
         run_dir = config.resume
         resume = prepare_resume(run_dir, device)
@@ -232,7 +232,7 @@ def run(config: ToyTrainConfig) -> RunOutcome:
         write_config(run_dir, config, command_line())
         resume = None
     try:
-        with removed_if_unstarted(run_dir):
+        with removed_unless_used(run_dir):
             return train_in(run_dir, config, device, resume, started)
     except KeyboardInterrupt:
         raise RunStopped(stop_message(run_dir, config.resume)) from None

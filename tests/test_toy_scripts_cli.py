@@ -50,3 +50,20 @@ def test_every_config_option_is_one_flag_with_the_same_default(module: str) -> N
             assert default == [",".join(str(v) for v in field.default)], name
         else:
             assert default == field.default, name
+
+
+def test_ctrl_c_before_a_run_directory_exists_is_one_line_and_status_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from sae_hacking.toy.experiments.training import run as training_run
+    from sae_hacking.train_topk_sae_toy import app
+
+    def interrupted(config: ToyTrainConfig) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_run, "run", interrupted)
+    result = CliRunner().invoke(app, ["--steps", "1"])
+    assert result.exit_code == 130
+    assert result.output.strip() == "stopped by Ctrl-C"

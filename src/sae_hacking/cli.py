@@ -99,6 +99,10 @@ def run_or_fail(work: Callable[[], T]) -> T:
     except RunStopped as stop:
         stderr.print(stop.message, highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(code=INTERRUPTED_STATUS) from None
+    except KeyboardInterrupt:
+        # A tool that keeps no state to resume from (or one stopped before it made any).
+        stderr.print("stopped by Ctrl-C", highlight=False)
+        raise typer.Exit(code=INTERRUPTED_STATUS) from None
 
 
 def _comma_parser(flag: str, element: Any) -> Callable[[list[str]], tuple[Any, ...]]:

@@ -191,10 +191,16 @@ def iter_texts(spec: CorpusSpec, rank: int = 0, world: int = 1, skip: int = 0) -
     return itertools.islice(_nonempty_texts(spec), rank + skip * world, None, world)
 
 
-def check_corpus(spec: CorpusSpec, texts: int = 1000) -> None:
-    """Read the corpus's first ``texts`` texts, so a file that is empty, not UTF-8 or not JSON
-    is refused before a run directory is made (a problem further in is found while streaming)."""
-    for _ in itertools.islice(_nonempty_texts(spec), texts):
+# How many texts are read before a run directory is made: enough to refuse a wrong file at
+# once, few enough to cost nothing next to loading the model.
+CHECKED_TEXTS = 1000
+
+
+def check_corpus(spec: CorpusSpec) -> None:
+    """Read the corpus's first ``CHECKED_TEXTS`` texts, so a file that is empty, not UTF-8 or not
+    JSON is refused before a run directory is made (a problem further in is found while streaming,
+    and the run directory is then removed if it holds nothing yet)."""
+    for _ in itertools.islice(_nonempty_texts(spec), CHECKED_TEXTS):
         pass
 
 

@@ -13,6 +13,7 @@ F  reserved for torch.nn.functional, never a dimension
 G  a multiple of E
 H  SAE children (a multiple of E) in the hierarchical SAE
 I  input features of a classifier (pixels of an image)
+J  active (sample, feature) entries of a sparse batch of true features
 K  k in top-k, or latents ablated per prompt
 L  classes (labels) of a classification task
 M  model dimension (the activation space an SAE reads)
@@ -22,6 +23,7 @@ Q  co-active latent pairs found in one batch of tokens
 R  selected rows (a subset of latents)
 S  sequence positions
 T  tokens, batch and sequence flattened together
+U  rank of a low-rank correlation factor
 V  vocabulary
 W  64-bit words of a bit-packed array
 """
@@ -36,6 +38,7 @@ LETTERS: dict[str, str] = {
     "G": "multiple of E",
     "H": "SAE children",
     "I": "classifier input features",
+    "J": "active entries",
     "K": "top-k",
     "L": "classes",
     "M": "model dimension",
@@ -45,6 +48,7 @@ LETTERS: dict[str, str] = {
     "R": "selected rows",
     "S": "sequence",
     "T": "tokens",
+    "U": "correlation rank",
     "V": "vocabulary",
     "W": "bit-packed words",
 }

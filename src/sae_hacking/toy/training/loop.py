@@ -294,11 +294,13 @@ def train(
     eval_x_BM: Float[Tensor, "B M"],
     observer: TrainObserver | None = None,
     resume: TrainerState | None = None,
+    evaluator: Callable[[ToySAE, FeatureSource, Tensor], Evaluation] = evaluate,
 ) -> TrainResult:
     """Train ``sae`` with Adam on batches from ``source``; evaluate every ``log_every`` steps.
 
     With ``resume`` (and ``sae`` holding the tensors saved with it) training continues from the
-    state's step, exactly as the run that saved it went on.
+    state's step, exactly as the run that saved it went on. ``evaluator`` replaces the default
+    evaluation where its Hungarian matching is too costly (thousands of true features).
     """
     if not isinstance(sae, nn.Module):
         raise TypeError("a ToySAE must be an nn.Module to be trained")
@@ -314,7 +316,7 @@ def train(
     history: list[LogPoint] = []
 
     def log(step: int, loss_sum: Tensor, block: int) -> LogPoint:
-        evaluation = evaluate(sae, source, eval_x_BM)
+        evaluation = evaluator(sae, source, eval_x_BM)
         train_loss = loss_sum.item() / block if block else evaluation.scalars["mse"]
         point = LogPoint(
             step, step * settings.batch_size, rate.at(max(step - 1, 0)), train_loss, evaluation

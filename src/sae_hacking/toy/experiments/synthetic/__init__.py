@@ -1,0 +1,1 @@
+"""Training and scoring SAEs on sae-lens synthetic models (SynthSAEBench)."""

@@ -1,0 +1,86 @@
+"""Options of ``train_synthetic_sae.py``: imports nothing heavy, so --help answers at once."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae_hacking.config import (
+    ConfigError,
+    check_options,
+    device_option,
+    each,
+    one_of,
+    option,
+    output_dir_option,
+    positive,
+    threads_option,
+)
+from sae_hacking.errors import UserInputError
+from sae_hacking.toy.data.synthetic_models import check_model_source, describe_sources
+
+ARCHITECTURES = ("batchtopk", "matryoshka-batchtopk", "jumprelu", "topk")
+
+
+@dataclass(frozen=True)
+class SyntheticTrainConfig:
+    """Train an SAE on a sae-lens synthetic model (SynthSAEBench) and score it against the truth."""
+
+    model: str = option(
+        "synth-sae-bench-1k",
+        f"the synthetic model: {describe_sources()}",
+    )
+    architecture: str = option(
+        "batchtopk", f"SAE: {', '.join(ARCHITECTURES)}", check=one_of(*ARCHITECTURES)
+    )
+    width: int | None = option(
+        None,
+        "SAE latents",
+        check=positive,
+        default_text="the preset's (4096 for 16k), else a quarter of the features",
+    )
+    l0: float | None = option(
+        None,
+        "k of the top-k SAEs, or the JumpReLU's target L0",
+        check=positive,
+        default_text="the true L0 of the width most frequent features (25 for 16k)",
+    )
+    matryoshka_widths: tuple[int, ...] | None = option(
+        None,
+        "Matryoshka prefix widths, comma-separated, ending at the width",
+        check=each(positive),
+        default_text="width/32, width/8, width/2, width",
+    )
+    samples: int = option(5_000_000, "training samples", check=positive)
+    batch_size: int = option(1024, "samples per step", check=positive)
+    lr: float = option(3e-4, "Adam learning rate (constant, as SynthSAEBench)", check=positive)
+    eval_samples: int = option(
+        100_000, "samples for the final SynthSAEBench metrics", check=positive
+    )
+    absorption_samples: int = option(
+        50_000, "samples for absorption against the hierarchy", check=positive
+    )
+    log_every: int | None = option(
+        None, "steps between training evaluations", check=positive, default_text="steps/20"
+    )
+    save_model: bool = option(True, "save the synthetic model beside the SAE (reload with --model)")
+    seed: int = option(0, "seed of the SAE and the batches (the model keeps its own)")
+    device: str = device_option()
+    threads: int = threads_option()
+    output_dir: Path | None = output_dir_option()
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        try:
+            check_model_source(self.model, "model")
+        except UserInputError as error:
+            raise ConfigError("model", str(error).split(": ", 1)[-1]) from error
+        if self.samples < self.batch_size:
+            raise ConfigError("samples", f"{self.samples} is fewer than one batch")
+        widths = self.matryoshka_widths
+        if widths is not None and self.architecture != "matryoshka-batchtopk":
+            raise ConfigError("matryoshka_widths", "only for --architecture matryoshka-batchtopk")
+        if widths and self.width is not None and widths[-1] != self.width:
+            raise ConfigError("matryoshka_widths", f"must end at the width {self.width}")
+
+    @property
+    def steps(self) -> int:
+        return self.samples // self.batch_size

@@ -1,0 +1,199 @@
+"""Top-k, BatchTopK and Matryoshka BatchTopK SAEs as sae-lens 6 trains them, on the toy trainer.
+
+One class, three selections of latents from the pre-activations ``(x - b_dec) W_enc + b_enc``,
+each scaled by its decoder row's norm (sae-lens's ``rescale_acts_by_decoder_norm``, so the
+selection ignores how the decoder's norms drift):
+- ``sample``: the k largest per sample (top-k, Gao et al. 2024);
+- ``batch``: the ``k * B`` largest over the whole batch (BatchTopK, Bussmann et al. 2024). Outside
+  training the SAE is a JumpReLU with one threshold, the running mean of the smallest kept value
+  (sae-lens saves BatchTopK SAEs that way, and so does ``toy/saes/export.py``);
+- ``batch`` with ``matryoshka_widths``: BatchTopK whose loss adds the reconstruction of every inner
+  prefix of latents (Bussmann et al. 2025; Nabeshima 2024).
+
+Initialisation and losses follow sae-lens: decoder rows of norm ``decoder_init_norm`` (kaiming
+directions), the encoder their transpose, zero biases; squared error summed over the model
+dimension and averaged over the batch; AuxK on latents silent for ``dead_after_steps`` steps with
+``M // 2`` of them, scaled down while fewer are dead.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from sae_hacking.toy.protocol import LossParts
+
+Selection = Literal["sample", "batch"]
+
+
+@dataclass(frozen=True)
+class BatchTopKShape:
+    """Everything needed to rebuild a ``BatchTopKSAE``."""
+
+    model_dim: int
+    width: int
+    k: float | int
+    selection: Selection = "batch"
+    matryoshka_widths: tuple[int, ...] = ()
+    threshold_lr: float = 0.01
+    aux_coefficient: float = 1.0
+    dead_after_steps: int = 1000
+    decoder_init_norm: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.k <= self.width:
+            raise ValueError(f"k={self.k} must lie in (0, width={self.width}]")
+        if self.selection == "sample" and self.k != int(self.k):
+            raise ValueError(f"per-sample top-k needs a whole k, not {self.k}")
+        widths = self.matryoshka_widths
+        if widths:
+            if self.selection != "batch":
+                raise ValueError("Matryoshka widths need the batch selection")
+            if list(widths) != sorted(set(widths)) or widths[0] < 1 or widths[-1] != self.width:
+                raise ValueError(
+                    f"Matryoshka widths {widths} must increase and end at the width {self.width}"
+                )
+
+    @property
+    def architecture(self) -> str:
+        if self.matryoshka_widths:
+            return "matryoshka_batchtopk"
+        return "batchtopk" if self.selection == "batch" else "topk"
+
+
+def initial_decoder(
+    width: int, model_dim: int, norm: float, generator: torch.Generator
+) -> Float[Tensor, "E M"]:
+    """sae-lens's start: kaiming-uniform rows, U(-b, b) with b = sqrt(6 / M), scaled to ``norm``."""
+    bound = math.sqrt(6 / model_dim)
+    raw_EM = torch.rand(width, model_dim, generator=generator, device=generator.device)
+    W_dec_EM = (2 * raw_EM - 1) * bound
+    return W_dec_EM / W_dec_EM.norm(dim=1, keepdim=True) * norm
+
+
+class BatchTopKSAE(nn.Module):
+    """A ``ToySAE`` choosing latents per sample or per batch, optionally Matryoshka."""
+
+    threshold: Tensor
+    steps_since_fired_E: Tensor
+
+    def __init__(self, shape: BatchTopKShape, generator: torch.Generator) -> None:
+        super().__init__()
+        self.shape = shape
+        self.width = shape.width
+        device = generator.device
+        W_dec_EM = initial_decoder(shape.width, shape.model_dim, shape.decoder_init_norm, generator)
+        self.W_dec_EM = nn.Parameter(W_dec_EM)
+        self.W_enc_ME = nn.Parameter(W_dec_EM.T.clone())
+        self.b_enc_E = nn.Parameter(torch.zeros(shape.width, device=device))
+        self.b_dec_M = nn.Parameter(torch.zeros(shape.model_dim, device=device))
+        # Double precision as sae-lens: an EMA of small values drifts in float32.
+        self.register_buffer("threshold", torch.zeros((), dtype=torch.float64, device=device))
+        self.register_buffer(
+            "steps_since_fired_E", torch.zeros(shape.width, dtype=torch.int64, device=device)
+        )
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return asdict(self.shape)
+
+    def decoder_norms(self) -> Float[Tensor, " E"]:
+        return self.W_dec_EM.norm(dim=1)
+
+    def preactivations(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
+        """Pre-activations times decoder norms: what the selection and threshold compare."""
+        # The norms scale the (small) weights rather than the B x E result: same numbers, less work.
+        norms_E = self.decoder_norms()
+        return torch.addmm(self.b_enc_E * norms_E, x_BM - self.b_dec_M, self.W_enc_ME * norms_E)
+
+    def unit_decoder(self) -> Float[Tensor, "E M"]:
+        """Decoder rows over their norms: decoding the scaled code with these undoes the scaling."""
+        return self.W_dec_EM / self.decoder_norms()[:, None]
+
+    def select(self, pre_BE: Float[Tensor, "B E"]) -> Float[Tensor, "B E"]:
+        """The training-time code: ReLU'd top-k per sample or over the batch, dense."""
+        if self.shape.selection == "sample":
+            vals_BK, idx_BK = pre_BE.topk(int(self.shape.k), dim=1, sorted=False)
+            return torch.zeros_like(pre_BE).scatter_(1, idx_BK, vals_BK.relu())
+        flat_D = pre_BE.relu().flatten()
+        vals_D, idx_D = flat_D.topk(int(self.shape.k * pre_BE.shape[0]), sorted=False)
+        return torch.zeros_like(flat_D).scatter_(0, idx_D, vals_D).view_as(pre_BE)
+
+    def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
+        """The code in training mode; in eval mode the exported one (JumpReLU for batch)."""
+        pre_BE = self.preactivations(x_BM)
+        if self.training or self.shape.selection == "sample":
+            return self.select(pre_BE)
+        return pre_BE * (pre_BE > self.threshold.to(pre_BE.dtype))
+
+    def decode(self, acts_BE: Float[Tensor, "B E"]) -> Float[Tensor, "B M"]:
+        return torch.addmm(self.b_dec_M, acts_BE, self.unit_decoder())
+
+    def reconstruct(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B M"]:
+        return self.decode(self.encode_dense(x_BM))
+
+    def decoder_directions(self) -> Float[Tensor, "E M"]:
+        return self.W_dec_EM
+
+    def encoder_directions(self) -> Float[Tensor, "E M"]:
+        return self.W_enc_ME.T
+
+    def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
+        pre_BE = self.preactivations(x_BM)
+        acts_BE = self.select(pre_BE)
+        unit_EM = self.unit_decoder()
+        recon_BM = torch.addmm(self.b_dec_M, acts_BE, unit_EM)
+        mse = squared_error(recon_BM, x_BM)
+        parts: dict[str, float | Tensor] = {"mse": mse.detach()}
+        total = mse
+        start = 0
+        inner_BM = self.b_dec_M.expand_as(x_BM)
+        for stop in self.shape.matryoshka_widths[:-1]:
+            inner_BM = inner_BM + acts_BE[:, start:stop] @ unit_EM[start:stop]
+            inner = squared_error(inner_BM, x_BM)
+            parts[f"mse_{stop}"] = inner.detach()
+            total = total + inner
+            start = stop
+        with torch.no_grad():
+            self.track(acts_BE)
+        dead_E = self.steps_since_fired_E > self.shape.dead_after_steps
+        # On the CPU a check costs nothing, so skip AuxK while no latent is dead (as sae-lens
+        # does); on a GPU the check would stall the stream, so the term is always computed.
+        if pre_BE.device.type == "cpu" and not bool(dead_E.any()):
+            return LossParts(total, parts)
+        aux = self.aux_loss(pre_BE, (x_BM - recon_BM).detach(), dead_E, unit_EM)
+        parts["auxk"] = aux.detach()
+        return LossParts(total + self.shape.aux_coefficient * aux, parts)
+
+    def track(self, acts_BE: Float[Tensor, "B E"]) -> None:
+        """Idle counters, and the batch selection's threshold (EMA of the smallest kept value)."""
+        fired_E = (acts_BE > 0).any(dim=0)
+        self.steps_since_fired_E.add_(1).masked_fill_(fired_E, 0)
+        if self.shape.selection == "batch":
+            smallest = acts_BE.masked_fill(acts_BE <= 0, math.inf).min().double()
+            lr = self.shape.threshold_lr
+            updated = (1 - lr) * self.threshold + lr * smallest
+            # A batch where nothing fired leaves the threshold alone (no host sync to check).
+            self.threshold.copy_(torch.where(smallest.isfinite(), updated, self.threshold))
+
+    def aux_loss(
+        self,
+        pre_BE: Float[Tensor, "B E"],
+        residual_BM: Float[Tensor, "B M"],
+        dead_E: Bool[Tensor, " E"],
+        unit_EM: Float[Tensor, "E M"],
+    ) -> Float[Tensor, ""]:
+        """sae-lens's AuxK: the top ``M // 2`` dead latents reconstruct the residual."""
+        k_aux = min(self.shape.model_dim // 2, self.width)
+        vals_BK, idx_BK = pre_BE.masked_fill(~dead_E, -math.inf).topk(k_aux, dim=1, sorted=False)
+        acts_BE = torch.zeros_like(pre_BE).scatter_(1, idx_BK, vals_BK.relu())
+        estimate_BM = acts_BE @ unit_EM
+        scale = (dead_E.sum() / k_aux).clamp(max=1.0)
+        return scale * squared_error(estimate_BM, residual_BM)
+
+
+def squared_error(recon_BM: Float[Tensor, "B M"], x_BM: Float[Tensor, "B M"]) -> Tensor:
+    """Squared error summed over the model dimension, averaged over the batch (as sae-lens)."""
+    return (recon_BM - x_BM).square().sum(-1).mean()

@@ -29,29 +29,20 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[PlantedHunt, Path
     case = write_planted_hunt(root)
     model = ["--model", str(case.model_dir), "--device", "cpu"]
     corpus = ["--dataset-path", str(case.corpus), "--max-tokens-in-prompt", "32"]
-    invoke(
-        cooccurrence_app,
-        [*model, *corpus, "--sae-release", str(case.ablator_dir), "--batch-size", "64"]
-        + ["--output-dir", str(root / "cooc")],
-    )
+    sae = ["--sae-release", str(case.ablator_dir), "--batch-size", "64"]
+    invoke(cooccurrence_app, [*model, *corpus, *sae, "--output-dir", str(root / "cooc")])
     cooc = only_run(root / "cooc")
-    invoke(
-        ablate_app,
-        [*model, *corpus, "--ablator-sae-release", str(case.ablator_dir)]
-        + ["--reader-sae-release", str(case.reader_dir), "--n-prompts", "600"]
-        + ["--abridge-ablations-to", "40", "--batch-size", "32", "--cooccurrence-dir", str(cooc)]
-        + ["--output-dir", str(root / "ablate")],
-    )
+    saes = ["--ablator-sae-release", str(case.ablator_dir)]
+    saes += ["--reader-sae-release", str(case.reader_dir), "--cooccurrence-dir", str(cooc)]
+    sizes = ["--n-prompts", "600", "--abridge-ablations-to", "40", "--batch-size", "32"]
+    invoke(ablate_app, [*model, *corpus, *saes, *sizes, "--output-dir", str(root / "ablate")])
     return case, cooc, only_run(root / "ablate")
 
 
 def found_pairs(planted: tuple[PlantedHunt, Path, Path], out: Path, *flags: str) -> set:
     _, cooc, ablation = planted
-    invoke(
-        pairs_app,
-        ["--ablation-dir", str(ablation), "--cooccurrence-dir", str(cooc), "--device", "cpu"]
-        + [*flags, "--output-dir", str(out)],
-    )
+    inputs = ["--ablation-dir", str(ablation), "--cooccurrence-dir", str(cooc), "--device", "cpu"]
+    invoke(pairs_app, [*inputs, *flags, "--output-dir", str(out)])
     written = json.loads((only_run(out) / "pairs.json").read_text(encoding="utf-8"))
     return {tuple(sorted((p["first"]["latent"], p["second"]["latent"]))) for p in written["pairs"]}
 

@@ -40,6 +40,17 @@ def main(
             help="compare sign patterns of the effects (the original's default) instead of the effects"
         ),
     ] = False,
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="thresholds (cosine and co-occurrence bars) or ranked (effect cosine x "
+            "confidence that the pair co-occurs less than chance, siblings dropped; needs "
+            "--cooccurrence-dir)"
+        ),
+    ] = "thresholds",
+    score_threshold: Annotated[
+        float, typer.Option(help="with --scoring ranked: keep pairs scoring at least this")
+    ] = 0.3,
     just_these: Annotated[
         list[int] | None, typer.Option(help="only pairs involving these latents (repeatable)")
     ] = None,
@@ -65,6 +76,8 @@ def main(
             cooccurrence_threshold=cooccurrence_threshold,
             cosine_sim_threshold=cosine_sim_threshold,
             sign=sign,
+            scoring=scoring,
+            score_threshold=score_threshold,
             just_these=tuple(just_these or ()),
             top_n=top_n,
             block_rows=block_rows,

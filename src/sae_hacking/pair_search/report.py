@@ -37,6 +37,8 @@ class PairRow:
     second: LatentInfo
     cosine: float
     cooccurrence: int | None
+    # The ranked score (--scoring ranked), None under thresholds.
+    score: float | None = None
 
 
 def write_json(path: Path, pairs: list[PairRow], meta: dict[str, Any]) -> None:

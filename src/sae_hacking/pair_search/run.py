@@ -15,6 +15,7 @@ from sae_hacking.io.cooccurrence_results import CooccurrenceResults
 from sae_hacking.io.effects import EffectRows, check_same_sources, compact, read_manifest
 from sae_hacking.io.rundir import make_run_dir, write_config
 from sae_hacking.pair_search.explanations import explain
+from sae_hacking.pair_search.ranking import rank_pairs
 from sae_hacking.pair_search.report import (
     LatentInfo,
     PairRow,
@@ -26,6 +27,9 @@ from sae_hacking.pair_search.report import (
 )
 
 SCRIPT = "look_for_pairs"
+SCORINGS = ("thresholds", "ranked")
+# Ranked scoring reads exact counts (the confidence needs them) and bars no count.
+ANY_COUNT = 2**62
 console = Console(stderr=True)
 
 
@@ -38,6 +42,8 @@ class PairSearchConfig:
     cooccurrence_threshold: int = 0
     cosine_sim_threshold: float = 0.5
     sign: bool = False
+    scoring: str = "thresholds"
+    score_threshold: float = 0.3
     just_these: tuple[int, ...] = ()
     top_n: int = 1000
     block_rows: int = 4096
@@ -56,6 +62,12 @@ class PairSearchConfig:
             )
         if self.cooccurrence_threshold < 0:
             raise UserInputError("--cooccurrence-threshold", "counts are 0 or more")
+        if self.scoring not in SCORINGS:
+            raise UserInputError("--scoring", f"'{self.scoring}'; use one of {', '.join(SCORINGS)}")
+        if self.scoring == "ranked" and self.cooccurrence_dir is None:
+            raise UserInputError("--scoring", "ranked scoring needs --cooccurrence-dir")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise UserInputError("--score-threshold", f"{self.score_threshold} is not in [0, 1]")
         if self.top_n < 1 or self.block_rows < 1:
             raise UserInputError("--top-n" if self.top_n < 1 else "--block-rows", "give 1 or more")
 
@@ -100,9 +112,11 @@ def run(config: PairSearchConfig) -> Path:
     """Search pairs and write pairs.json, pairs.csv, cosines.png and pairs.html to a new run directory."""
     device = resolve_device(config.device)
     sources, manifests, cooccurrence = _open_inputs(config)
+    ranked = config.scoring == "ranked"
+    count_bar = ANY_COUNT if ranked else config.cooccurrence_threshold
     lookup = _no_cooccurrence
     if cooccurrence is not None:
-        lookup = pair_lookup(cooccurrence, config.cooccurrence_threshold)
+        lookup = pair_lookup(cooccurrence, count_bar)
     else:
         console.print(
             "no --cooccurrence-dir: pairs are not filtered by co-occurrence", highlight=False
@@ -125,8 +139,8 @@ def run(config: PairSearchConfig) -> Path:
         store.latents_R,
         store.rows,
         lookup,
-        config.cosine_sim_threshold,
-        config.cooccurrence_threshold,
+        config.score_threshold if ranked else config.cosine_sim_threshold,
+        count_bar,
         config.top_n,
         sign=config.sign,
         just_these=just_these,
@@ -134,6 +148,13 @@ def run(config: PairSearchConfig) -> Path:
         device=device,
     )
     pairs = search.pairs
+    scores: list[float | None] = [None] * len(pairs)
+    if ranked:
+        assert cooccurrence is not None
+        ranking = rank_pairs(
+            pairs, cooccurrence.firing_E, cooccurrence.tokens, config.score_threshold
+        )
+        pairs, scores = ranking.pairs, ranking.score_P.tolist()
     ids = sorted(set(pairs.first_P.tolist()) | set(pairs.second_P.tolist()))
     neuronpedia_id = ablator.get("neuronpedia_id")
     texts = (
@@ -152,25 +173,34 @@ def run(config: PairSearchConfig) -> Path:
         )
 
     rows = [
-        PairRow(info(int(i)), info(int(j)), float(c), int(n) if config.cooccurrence_dir else None)
-        for i, j, c, n in zip(
+        PairRow(
+            info(int(i)),
+            info(int(j)),
+            float(c),
+            int(n) if config.cooccurrence_dir else None,
+            score,
+        )
+        for i, j, c, n, score in zip(
             pairs.first_P.tolist(),
             pairs.second_P.tolist(),
             pairs.cosine_P.tolist(),
             pairs.cooccurrence_P.tolist(),
+            scores,
             strict=True,
         )
     ]
     kind = "sign-pattern cosine" if config.sign else "cosine"
     summary = (
-        f"{len(rows)} pairs with {kind} >= {config.cosine_sim_threshold:g}"
+        f"{len(rows)} pairs scoring >= {config.score_threshold:g} ({kind} x exclusion "
+        "confidence, siblings dropped)"
+        if ranked
+        else f"{len(rows)} pairs with {kind} >= {config.cosine_sim_threshold:g}"
         + (
             f" and co-occurrence <= {config.cooccurrence_threshold}"
             if config.cooccurrence_dir
             else ""
         )
-        + f", from {store.latents_R.shape[0]} ablated latents ({search.compared} pairs compared)."
-    )
+    ) + f", from {store.latents_R.shape[0]} ablated latents ({search.compared} pairs compared)."
     meta = {
         "summary": summary,
         "ablator": ablator,

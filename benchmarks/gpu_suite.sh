@@ -93,12 +93,12 @@ else
     device=cuda
     toy_args=(--device cuda)
     gemma_args=(--device cuda)
-    limits=(180 100 40 80 60)
+    limits=(210 100 40 80 60)
 fi
 
 xdist=()
 if "$py" -c "import xdist" 2>/dev/null; then
-    xdist=(-n 4)  # CPU halves of the comparisons and compilations overlap with GPU work
+    xdist=(-n 6)  # CPU halves of the comparisons and compilations overlap with GPU work
 fi
 read -r -a extra <<<"${PYTEST_ARGS:-}"
 run_step "gpu test tier (pytest -m gpu)" "${limits[0]}" \

@@ -129,14 +129,14 @@ def code_metrics(
     codes_clusters = clustering_scores(as_numpy[1], y_test, classes, seed)
     hidden_clusters = clustering_scores(hidden[1], y_test, classes, seed)
     scalars = {
-        "probe_accuracy": probe_accuracy(as_numpy[0], y_train, as_numpy[1], y_test),
+        "probe_accuracy": probe_accuracy(as_numpy[0], y_train, as_numpy[1], y_test, seed),
         "csi": nan_mean(csi_E),
         "u": nan_mean(u_E),
         "l0": mean_l0(codes_test_DE),
         "dead_latents": float(dead_latent_count(codes_test_DE)),
         "ari": codes_clusters["ari"],
         "silhouette": codes_clusters["silhouette"],
-        "hidden_probe_accuracy": probe_accuracy(hidden[0], y_train, hidden[1], y_test),
+        "hidden_probe_accuracy": probe_accuracy(hidden[0], y_train, hidden[1], y_test, seed),
         "hidden_ari": hidden_clusters["ari"],
         "hidden_silhouette": hidden_clusters["silhouette"],
     }

@@ -59,7 +59,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     differences = []
     for (cycle, strategy), group in by_key.items():
         for control in CONTROLS:
-            if strategy == control or cycle == 0 or (cycle, control) not in by_key:
+            # The controls are compared once, random - none.
+            skip = strategy == control or (strategy == "none" and control == "random")
+            if skip or cycle == 0 or (cycle, control) not in by_key:
                 continue
             mine = {r["seed"]: r for r in group}
             theirs = {r["seed"]: r for r in by_key[(cycle, control)]}

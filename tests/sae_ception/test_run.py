@@ -18,10 +18,10 @@ SMALL = {
     "epochs": 15,
     "cycle_epochs": 4,
     "lr": 1e-2,
-    "sae_steps": 40,
+    "sae_steps": 30,
     "sae_width": 32,
     "device": "cpu",
-    "strategies": ("per-class", "random", "none"),
+    "strategies": ("per-class", "random"),
 }
 
 
@@ -69,7 +69,7 @@ def test_resume_after_a_stop_between_cycles_equals_an_uninterrupted_run(
     finished: list[Unit] = []
 
     def stop_at_cycle_2(ctx: UnitContext, unit: Unit, on_epoch: Any = None) -> dict[str, Any]:
-        if unit.cycle == 2 and len(finished) == 5:
+        if unit.cycle == 2 and len(finished) == 4:
             raise KeyboardInterrupt
         finished.append(unit)
         return run_unit(ctx, unit, on_epoch)
@@ -82,7 +82,7 @@ def test_resume_after_a_stop_between_cycles_equals_an_uninterrupted_run(
     assert (stopped_dir / "seed-0" / "cycle-2" / "per-class" / "metrics.json").is_file()
     assert not (stopped_dir / "seed-0" / "cycle-2" / "random" / "metrics.json").exists()
     resumed = run(SaeCeptionConfig(resume=stopped_dir), [])
-    assert resumed.units_run == 2
+    assert resumed.units_run == 1
     assert unit_files(resumed.run_dir) == unit_files(whole.run_dir)
 
 

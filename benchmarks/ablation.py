@@ -11,62 +11,16 @@ entries that differ by more than float noise: JumpReLU latents flipping across t
 
 import argparse
 from functools import partial
-from typing import Any
 
 import torch
-from sae_lens import SAE, HookedSAETransformer
+from ablation_reference import reference_effects
 from timing import timed
 from torch import Tensor
-from transformer_lens.hook_points import HookPoint
 
 from sae_hacking.ablation.batched import batched_ablation_effects
 from sae_hacking.ablation.sites import plan_for
 from sae_hacking.llm import tiny_model, tiny_sae, tokenize_batch
 from sae_hacking.llm.tokenizer import TINY_TEXT
-
-
-def original(
-    model: HookedSAETransformer,
-    ablator: SAE[Any],
-    reader: SAE[Any],
-    tokens_BS: Tensor,
-    mask_BS: Tensor,
-    counted_BS: Tensor,
-    k: int,
-) -> dict[int, Tensor]:
-    """The original's loop: per prompt a forward with the ablator SAE, a baseline, then one forward per latent."""
-    ablator_point = f"{ablator.cfg.metadata.hook_name}.hook_sae_acts_post"
-    reader_point = f"{reader.cfg.metadata.hook_name}.hook_sae_acts_post"
-    effects: dict[int, Tensor] = {}
-    for b in range(tokens_BS.shape[0]):
-        tokens_1S, mask_1S = tokens_BS[b : b + 1], mask_BS[b : b + 1]
-        model.reset_hooks()
-        model.reset_saes()
-        _, cache = model.run_with_cache_with_saes(
-            tokens_1S, saes=[ablator], use_error_term=True, attention_mask=mask_1S
-        )
-        summed_E = (cache[ablator_point][0] * counted_BS[b, :, None]).sum(0)
-        top = [int(i) for i in summed_E.topk(k).indices if summed_E[i] > 0]
-        _, cache = model.run_with_cache_with_saes(
-            tokens_1S, saes=[reader], use_error_term=True, attention_mask=mask_1S
-        )
-        baseline_E = cache[reader_point][0, -1]
-        model.add_sae(ablator, use_error_term=True)
-        for latent in top:
-
-            def zero(tensor: Tensor, *, hook: HookPoint, latent: int = latent) -> Tensor:
-                del hook
-                tensor[:, :, latent] = 0
-                return tensor
-
-            model.add_hook(ablator_point, zero, "fwd")
-            _, cache = model.run_with_cache_with_saes(
-                tokens_1S, saes=[reader], use_error_term=True, attention_mask=mask_1S
-            )
-            effects[latent] = effects.get(latent, 0) + baseline_E - cache[reader_point][0, -1]
-            model.reset_hooks()
-        model.reset_saes()
-    return effects
 
 
 def batched(
@@ -91,7 +45,7 @@ def batched(
             transformer_lens_blocks=transformer_lens_blocks,
         )
         for chunk in chunks:
-            for latent, row in zip(chunk.latents_K.tolist(), chunk.effects_KD, strict=True):
+            for latent, row in zip(chunk.latents_K.tolist(), chunk.effects_KY, strict=True):
                 effects[latent] = effects.get(latent, 0) + row
     return effects
 
@@ -148,7 +102,7 @@ def main() -> None:
         )
         for transformer_lens_blocks in (True, False):  # warm-up
             batched(*inputs, args.max_batch_ablations, transformer_lens_blocks)
-        ref, t_ref = timed(partial(original, *inputs), device)
+        (_, ref), t_ref = timed(partial(reference_effects, *inputs), device)
         _, t_tl = timed(partial(batched, *inputs, args.max_batch_ablations, True), device)
         fast, t_fast = timed(partial(batched, *inputs, args.max_batch_ablations, False), device)
         assert ref.keys() == fast.keys()

@@ -39,14 +39,14 @@ def _ablator(width: int) -> str:
 
 
 def step_cooccurrence(width: int, tmp: Path, queue) -> None:
-    from sae_hacking.cooccurrence.run import CooccurrenceConfig, run
-    from sae_hacking.llm.corpus import CorpusSpec
+    from sae_hacking.cooccurrence.config import CooccurrenceConfig
+    from sae_hacking.cooccurrence.run import run
 
     config = CooccurrenceConfig(
         model="tiny",
         sae_release="tiny",
         sae_id=_ablator(width),
-        corpus=CorpusSpec(dataset_paths=(_corpus(tmp),)),
+        dataset_path=(_corpus(tmp),),
         max_tokens_in_prompt=32,
         batch_size=8,
         max_prompts=32,
@@ -59,8 +59,8 @@ def step_cooccurrence(width: int, tmp: Path, queue) -> None:
 
 
 def step_ablation(width: int, tmp: Path, queue) -> None:
-    from sae_hacking.ablation.run import SelectiveAblationConfig, run
-    from sae_hacking.llm.corpus import CorpusSpec
+    from sae_hacking.ablation.config import SelectiveAblationConfig
+    from sae_hacking.ablation.run import run
 
     config = SelectiveAblationConfig(
         model="tiny",
@@ -68,8 +68,8 @@ def step_ablation(width: int, tmp: Path, queue) -> None:
         ablator_sae_id=_ablator(width),
         reader_sae_release="tiny",
         reader_sae_id=f"blocks.2.hook_resid_post/jumprelu/{width}",
-        corpus=CorpusSpec(dataset_paths=(_corpus(tmp),)),
-        n_prompts=32,
+        dataset_path=(_corpus(tmp),),
+        max_prompts=32,
         batch_size=8,
         max_tokens_in_prompt=32,
         abridge_ablations_to=32,
@@ -86,7 +86,8 @@ def step_pairs(width: int, tmp: Path, queue) -> None:
     import torch
 
     from sae_hacking.io.effects import StoreInfo, compact, write_manifest, write_shard
-    from sae_hacking.pair_search.run import PairSearchConfig, run
+    from sae_hacking.pair_search.config import PairSearchConfig
+    from sae_hacking.pair_search.run import run
 
     gen = torch.Generator().manual_seed(0)
     ablator = {"release": "tiny", "id": _ablator(width), "hook": "blocks.1.hook_resid_post"}
@@ -107,7 +108,7 @@ def step_pairs(width: int, tmp: Path, queue) -> None:
     compact([raw], tmp / "effects", "--ablation-dir")
     (cooc_dir,) = (tmp / "cooc").iterdir()
     config = PairSearchConfig(
-        ablation_dirs=(tmp / "effects",),
+        ablation_dir=(tmp / "effects",),
         cooccurrence_dir=cooc_dir,
         cosine_sim_threshold=0.3,
         block_rows=1024,

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import torch
 
-from sae_hacking.cooccurrence.run import CooccurrenceConfig
+from sae_hacking.cooccurrence.config import CooccurrenceConfig
 from sae_hacking.io.bundle import load_bundle
-from sae_hacking.llm.corpus import CorpusSpec
 from sae_hacking.llm.tokenizer import TINY_TEXT
 
 PROMPTS = [line for line in TINY_TEXT.splitlines() if line.strip()][:18]
@@ -23,7 +22,7 @@ def config(corpus: Path, out: Path, **overrides: object) -> CooccurrenceConfig:
     """The tiny model on CPU over ``corpus``, prompts cut to a few tokens."""
     settings: dict = {
         "model": "tiny",
-        "corpus": CorpusSpec(dataset_paths=(corpus,)),
+        "dataset_path": (corpus,),
         "max_tokens_in_prompt": MAX_TOKENS,
         "batch_size": 4,
         "device": "cpu",

@@ -13,8 +13,7 @@ from sae_hacking.cooccurrence.run import run as count_cooccurrences
 from sae_hacking.gemma_selective_ablate import app as ablate_app
 from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence
-from sae_hacking.io.effects import EffectRows
-from sae_hacking.llm.corpus import CorpusSpec
+from sae_hacking.io.effects import EffectStore
 from sae_hacking.llm.tokenizer import TINY_TEXT
 from sae_hacking.look_for_pairs import app as pairs_app
 
@@ -61,7 +60,7 @@ def cooccurrences(corpus: Path, out: Path, sae_id: str = ABLATOR, **extra: objec
             model="tiny",
             sae_release="tiny",
             sae_id=sae_id,
-            corpus=CorpusSpec(dataset_paths=(corpus,)),
+            dataset_path=(corpus,),
             max_tokens_in_prompt=24,
             batch_size=4,
             max_prompts=12,
@@ -102,7 +101,7 @@ def test_pipeline_excludes_frequent_latents_and_reports_exact_cooccurrence(
     result, plain = ablate(corpus, tmp_path / "plain")
     assert result.exit_code == 0, result.output
     assert plain is not None
-    ablated = EffectRows(plain / "effects", "x").latents_R
+    ablated = EffectStore(plain / "effects", "x").latents_R
     # A threshold that excludes some of the latents a plain run ablates, but not all.
     threshold = float(fraction_E[ablated].median())
     result, lean = ablate(
@@ -115,7 +114,7 @@ def test_pipeline_excludes_frequent_latents_and_reports_exact_cooccurrence(
     )
     assert result.exit_code == 0, result.output
     assert lean is not None
-    kept = EffectRows(lean / "effects", "x").latents_R
+    kept = EffectStore(lean / "effects", "x").latents_R
     assert kept.numel() > 0
     assert bool((fraction_E[kept] <= threshold).all())
     assert bool((fraction_E[ablated] > threshold).any())

@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from typer.testing import CliRunner
 
 from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.triangle import triangle_row, triangle_size
 from sae_hacking.errors import UserInputError
+from sae_hacking.gemma_cooccurrences import app
 from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
-from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae
+from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae, tiny_tokenizer
 from tests.cooccurrence_setup import PROMPTS, config, counts_of, write_corpus
 
 
@@ -59,6 +61,28 @@ def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_
     got = {(int(a), int(b)): int(c) for a, b, c in zip(i, j, counts, strict=True) if c}
     assert got == pairs
     assert json.loads((run_dir / "config.json").read_text())["config"]["model"] == "tiny"
+
+
+def test_prompt_length_defaults_to_the_model_context_on_long_documents(tmp_path: Path) -> None:
+    """The tiny model's context is 256 tokens; the default of 1024 used to run past it and crash
+    inside transformer-lens's rotary embedding at the first long document."""
+    long_document = " ".join(PROMPTS * 6)
+    corpus = tmp_path / "long.jsonl"
+    corpus.write_text(
+        "\n".join(json.dumps({"text": t}) for t in ["A short one.", long_document]) + "\n"
+    )
+    out = tmp_path / "out"
+    args = ["--model", "tiny", "--device", "cpu", "--dataset-path", str(corpus)]
+    result = CliRunner().invoke(app, [*args, "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    (run_dir,) = out.iterdir()
+    assert (
+        json.loads((run_dir / "config.json").read_text())["config"]["max_tokens_in_prompt"] == 256
+    )
+    results = load_cooccurrence(run_dir)
+    assert results.prompts == 2 and results.manifest["max_tokens_in_prompt"] == 256
+    # Every counted token: the short prompt's and 255 of the long one's (BOS is not counted).
+    assert results.tokens == len(tiny_tokenizer()("A short one.")["input_ids"]) - 1 + 255
 
 
 def test_loader_gives_pair_counts_and_ever_cooccurred_bits(corpus: Path, tmp_path: Path) -> None:

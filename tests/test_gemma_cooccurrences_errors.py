@@ -54,11 +54,17 @@ CASES = [
     (["--rows", "3,x"], "--rows", "not a comma-separated list"),
     (["--rows", "3,3"], "--rows", "distinct"),
     (["--device", "tpu"], "--device", "unknown device 'tpu'"),
-    (["--dtype", "float8"], "--dtype", "unknown dtype 'float8'"),
-    (["--count-dtype", "int16"], "--count-dtype", "use auto, int32 or int64"),
-    (["--batch-size", "0"], "--batch-size", "must be at least 1"),
-    (["--save-every", "-1"], "--save-every", "must be 0"),
+    (["--dtype", "float8"], "--dtype", "unknown value 'float8'"),
+    (["--count-dtype", "int16"], "--count-dtype", "use one of auto, int32, int64"),
+    (["--batch-size", "0"], "--batch-size", "0 must be positive"),
+    (["--save-every", "-1"], "--save-every", "-1 must not be negative"),
     (["--output-dir", "{tmp}/corpus.txt"], "--output-dir", "is a file"),
+    (
+        ["--max-tokens-in-prompt", "512"],
+        "--max-tokens-in-prompt",
+        "512 exceeds the 256-token context of 'tiny'",
+    ),
+    (["--max-tokens-in-prompt", "1"], "--max-tokens-in-prompt", "no room for a token after BOS"),
 ]
 
 

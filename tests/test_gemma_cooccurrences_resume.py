@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from sae_hacking.config import ConfigError
 from sae_hacking.cooccurrence import run as cooccurrence_run
 from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.triangle import triangle_size, unpack_bits
@@ -76,6 +77,8 @@ def test_crashed_run_resumes_to_exactly_the_uninterrupted_counts(
     assert manifest["progress"] == [{"prompts": 8, "tokens": manifest["tokens"]}]
     with pytest.raises(UserInputError, match="unfinished run"):
         load_cooccurrence(crashed)
+    with pytest.raises(ConfigError, match=r"^batch_size: 4 contradicts the resumed run's 2"):
+        run(config(corpus, tmp_path / "unused", batch_size=4, resume=crashed))
     resumed = counts_of(
         run(config(corpus, tmp_path / "unused", batch_size=2, save_every=2, resume=crashed))
     )
@@ -191,6 +194,12 @@ def test_sigkilled_script_resumes_to_exactly_the_uninterrupted_counts(
     stopped = read_manifest(run_dir)
     assert not stopped["complete"] and 0 < stopped["prompts"] < len(prompts)
 
+    refused = CliRunner().invoke(app, [*flags, "--batch-size", "3", "--resume", str(run_dir)])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        "error: --batch-size: 3 contradicts the resumed run's 2; leave it out to resume, "
+        "or start a new run"
+    )
     result = CliRunner().invoke(app, [*flags, "--resume", str(run_dir)])
     assert result.exit_code == 0, result.output
     whole = run(config(corpus, tmp_path / "whole", batch_size=2))

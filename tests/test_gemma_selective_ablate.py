@@ -10,11 +10,10 @@ import torch.multiprocessing as mp
 from typer.testing import CliRunner
 
 import sae_hacking.ablation.run as ablation_run
-from sae_hacking.ablation.run import SelectiveAblationConfig
-from sae_hacking.gemma_selective_ablate import app, default_saes
-from sae_hacking.io.effects import EffectRows
-from sae_hacking.llm.corpus import CorpusSpec
-from sae_hacking.llm.tokenizer import TINY_TEXT
+from sae_hacking.ablation.config import SelectiveAblationConfig, default_saes
+from sae_hacking.gemma_selective_ablate import app
+from sae_hacking.io.effects import EffectStore
+from sae_hacking.llm.tokenizer import TINY_TEXT, tiny_tokenizer
 
 TINY = [
     "--model",
@@ -71,7 +70,7 @@ def test_script_writes_compacted_effects_for_ablated_latents_only(tmp_path: Path
     assert result.exit_code == 0, result.output
     run_dir = only_run(out)
     assert (run_dir / "config.json").is_file()
-    store = EffectRows(run_dir / "effects", "--ablation-dir")
+    store = EffectStore(run_dir / "effects", "--ablation-dir")
     assert 4 <= store.latents_R.shape[0] <= 6 * 4
     assert int(store.counts_R.sum()) <= 6 * 4
     rows = store.rows(0, store.latents_R.shape[0])
@@ -84,7 +83,7 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(
     data = corpus(tmp_path)
     args = [*TINY, "--dataset-path", str(data), "--n-prompts", "10", "--save-every", "2"]
     assert invoke([*args, "--output-dir", str(tmp_path / "whole")]).exit_code == 0
-    whole = EffectRows(only_run(tmp_path / "whole") / "effects", "x")
+    whole = EffectStore(only_run(tmp_path / "whole") / "effects", "x")
 
     real = ablation_run.batched_ablation_effects
     calls = {"n": 0}
@@ -101,8 +100,15 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(
     monkeypatch.setattr(ablation_run, "batched_ablation_effects", real)
     cut = only_run(tmp_path / "cut")
     assert not (cut / "effects").exists()
+    # The saved run wins; a flag that contradicts it is refused (it was silently ignored).
+    refused = CliRunner().invoke(app, [*args, "--resume", str(cut), "--abridge-ablations-to", "5"])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == (
+        "error: --abridge-ablations-to: 5 contradicts the resumed run's 4; leave it out to "
+        "resume, or start a new run"
+    )
     assert invoke([*args, "--resume", str(cut)]).exit_code == 0
-    resumed = EffectRows(cut / "effects", "x")
+    resumed = EffectStore(cut / "effects", "x")
     assert torch.equal(resumed.latents_R, whole.latents_R)
     assert torch.equal(resumed.counts_R, whole.counts_R)
     n = whole.latents_R.shape[0]
@@ -117,6 +123,8 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(
         (["--exclude-latent-threshold", "0.1"], "--exclude-latent-threshold"),
         (["--abridge-ablations-to", "0"], "--abridge-ablations-to"),
         (["--resume", "nowhere"], "--resume"),
+        (["--max-tokens-in-prompt", "512"], "--max-tokens-in-prompt"),
+        (["--max-prompts", "0"], "--max-prompts"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, extra: list[str], flag: str) -> None:
@@ -136,6 +144,33 @@ def test_bad_input_is_one_line_naming_the_flag(tmp_path: Path, extra: list[str],
     assert len(lines) == 1 and flag in lines[0], result.output
     # A refused run leaves no run directory behind.
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("count_bos", [False, True])
+def test_count_bos_decides_whether_bos_activations_pick_the_ablations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count_bos: bool
+) -> None:
+    """The same --count-bos as gemma_cooccurrences.py: BOS is left out of the activation sums that
+    choose each prompt's top K latents unless it is given."""
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    real = ablation_run.batched_ablation_effects
+
+    def spy(*args, **kwargs):
+        tokens_BS, attention_mask_BS, counted_BS = args[4:7]
+        seen.append((tokens_BS, attention_mask_BS, counted_BS))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ablation_run, "batched_ablation_effects", spy)
+    flags = ["--dataset-path", str(corpus(tmp_path)), "--max-prompts", "2"]
+    flags += ["--output-dir", str(tmp_path / "o")] + (["--count-bos"] if count_bos else [])
+    assert invoke([*TINY, *flags]).exit_code == 0
+    tokens_BS, attention_mask_BS, counted_BS = seen[0]
+    first_B = attention_mask_BS.argmax(dim=1)
+    rows_B = torch.arange(tokens_BS.shape[0])
+    bos = tiny_tokenizer().bos_token_id
+    assert tokens_BS[rows_B, first_B].tolist() == [bos] * len(rows_B)
+    assert bool((counted_BS[rows_B, first_B] == count_bos).all())
+    assert int(counted_BS.sum()) == int(attention_mask_BS.sum()) - (0 if count_bos else 2)
 
 
 def test_tiny_model_alone_picks_the_tiny_ablator_and_reader() -> None:
@@ -158,8 +193,8 @@ def gloo_config(data: Path, out: Path) -> SelectiveAblationConfig:
         ablator_sae_id="blocks.1.hook_resid_post/jumprelu/128",
         reader_sae_release="tiny",
         reader_sae_id="blocks.2.hook_mlp_out/jumprelu/128",
-        corpus=CorpusSpec(dataset_paths=(data,)),
-        n_prompts=8,
+        dataset_path=(data,),
+        max_prompts=8,
         batch_size=1,  # no padding, so each prompt's effects do not depend on its batch-mates
         max_tokens_in_prompt=24,
         abridge_ablations_to=4,
@@ -191,7 +226,7 @@ def _free_port() -> int:
 
 def test_two_gloo_ranks_sum_to_the_effects_of_one_process(tmp_path: Path) -> None:
     data = corpus(tmp_path)
-    single = EffectRows(ablation_run.run(gloo_config(data, tmp_path / "one")) / "effects", "x")
+    single = EffectStore(ablation_run.run(gloo_config(data, tmp_path / "one")) / "effects", "x")
     # fork: the ranks inherit the imported modules instead of importing them again (seconds each).
     mp.start_processes(
         _rank_main,
@@ -202,7 +237,7 @@ def test_two_gloo_ranks_sum_to_the_effects_of_one_process(tmp_path: Path) -> Non
     )
     run_dir = only_run(tmp_path / "two")
     assert sorted(p.name for p in (run_dir / "partial").iterdir()) == ["rank-0", "rank-1"]
-    both = EffectRows(run_dir / "effects", "x")
+    both = EffectStore(run_dir / "effects", "x")
     assert torch.equal(both.latents_R, single.latents_R)
     assert torch.equal(both.counts_R, single.counts_R)
     n = single.latents_R.shape[0]

@@ -1,14 +1,15 @@
 """The pair-search script end to end on effects from the tiny model."""
 
+import html
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import sae_hacking.pair_search.explanations as explanations
+import sae_hacking.neuronpedia as explanations
 from sae_hacking.gemma_selective_ablate import app as ablate_app
-from sae_hacking.io.effects import EffectRows
+from sae_hacking.io.effects import EffectStore
 from sae_hacking.llm.tokenizer import TINY_TEXT
 from sae_hacking.look_for_pairs import app
 
@@ -76,7 +77,7 @@ def test_report_files_hold_each_pair_once_among_ablated_latents(
     assert result.exit_code == 0, result.output
     assert run_dir is not None
     report = json.loads((run_dir / "pairs.json").read_text())
-    ablated = set(EffectRows(ablation_run / "effects", "x").latents_R.tolist())
+    ablated = set(EffectStore(ablation_run / "effects", "x").latents_R.tolist())
     pairs = [(p["first"]["latent"], p["second"]["latent"]) for p in report["pairs"]]
     n = len(ablated)
     assert len(pairs) == len(set(pairs)) == min(1000, n * (n - 1) // 2) == report["compared"]
@@ -90,8 +91,27 @@ def test_report_files_hold_each_pair_once_among_ablated_latents(
     assert "<script>" in page and "http" not in page.split("<table")[0].split("<title>")[0]
 
 
+def test_top_n_says_how_many_pairs_passed_and_how_many_are_shown(
+    ablation_run: Path, tmp_path: Path
+) -> None:
+    result, run_dir = search(
+        ["--ablation-dir", str(ablation_run), "--cosine-sim-threshold", "-1", "--top-n", "5"],
+        tmp_path / "p",
+    )
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    report = json.loads((run_dir / "pairs.json").read_text())
+    n = len(EffectStore(ablation_run / "effects", "x").latents_R)
+    passed = n * (n - 1) // 2  # every pair has cosine >= -1, and no co-occurrence filter
+    assert (report["passed"], report["shown"], len(report["pairs"])) == (passed, 5, 5)
+    said = f"{passed} pairs with cosine >= -1, from {n} ablated latents ({passed} pairs compared); the best 5 shown (--top-n 5)."
+    assert report["summary"] == said
+    assert said in " ".join(result.output.split())
+    assert html.escape(said) in (run_dir / "pairs.html").read_text()
+
+
 def test_just_these_restricts_pairs_to_those_latents(ablation_run: Path, tmp_path: Path) -> None:
-    latent = int(EffectRows(ablation_run / "effects", "x").latents_R[3])
+    latent = int(EffectStore(ablation_run / "effects", "x").latents_R[3])
     result, run_dir = search(
         [
             "--ablation-dir",

@@ -6,9 +6,10 @@ import pytest
 from playwright.sync_api import Browser
 from typer.testing import CliRunner
 
-from sae_hacking.errors import UserInputError
+from sae_hacking.cli import config_command, make_app
+from sae_hacking.config import ConfigError, flag_of
 from sae_hacking.highlight.app import create_app
-from sae_hacking.highlight.client import ClientConfig, parse_feature_idx
+from sae_hacking.highlight.config import ClientConfig
 from sae_hacking.prompt_client import app
 from tests.highlight.browser import ARTIFACTS, launched_chromium
 from tests.highlight.fakes import FAKE_DEFAULT, FakeHighlighter, fake_tokens, free_port, live_server
@@ -33,10 +34,17 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def test_feature_idx_takes_repeated_flags_and_comma_lists() -> None:
-    assert parse_feature_idx(["3", "5,8", " 13 , 21 "]) == (3, 5, 8, 13, 21)
-    assert parse_feature_idx([]) == ()
-    with pytest.raises(UserInputError, match="'-1' is not a latent id"):
-        parse_feature_idx(["2,-1"])
+    seen: list[ClientConfig] = []
+    command = make_app("client")
+    config_command(command, ClientConfig, seen.append)
+    runner = CliRunner()
+    args = ["--prompt", "hi", "--feature-idx", "3", "--feature-idx", "5,8"]
+    assert runner.invoke(command, [*args, "--feature-idx", " 13 , 21 "]).exit_code == 0
+    assert runner.invoke(command, ["--prompt", "hi"]).exit_code == 0
+    assert [c.feature_idx for c in seen] == [(3, 5, 8, 13, 21), ()]
+    refused = runner.invoke(command, ["--prompt", "hi", "--feature-idx", "2,-1"])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == "error: --feature-idx: -1 must not be negative"
 
 
 @pytest.mark.parametrize(
@@ -53,9 +61,9 @@ def test_feature_idx_takes_repeated_flags_and_comma_lists() -> None:
     ],
 )
 def test_bad_flags_name_the_flag(fields: dict[str, object], flag: str) -> None:
-    with pytest.raises(UserInputError) as caught:
+    with pytest.raises(ConfigError) as caught:
         ClientConfig(**{"prompt": "hi", **fields})  # pyright: ignore[reportArgumentType]
-    assert caught.value.flag == flag
+    assert flag_of(caught.value.field) == flag
 
 
 def test_client_writes_escaped_html_and_json_in_its_own_run_dir(

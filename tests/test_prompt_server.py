@@ -12,9 +12,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import sae_hacking.highlight.server as server_module
+from sae_hacking.config import ConfigError, flag_of
 from sae_hacking.errors import UserInputError
+from sae_hacking.highlight.config import ServerConfig
 from sae_hacking.highlight.schemas import HighlightRequest
-from sae_hacking.highlight.server import ServerConfig, check_release_name, url_of
+from sae_hacking.highlight.server import check_release_name, prompt_token_limit, url_of
 from sae_hacking.llm import DEFAULT_ABLATOR_ID, DEFAULT_RELEASE, TINY_ABLATOR_ID, tiny_model
 from sae_hacking.prompt_server import app
 from tests.highlight.conftest import make_highlighter
@@ -30,7 +32,7 @@ def test_loopback_hosts_are_accepted(host: str) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.com", ""])
 def test_other_hosts_are_refused_with_the_tunnel_advice(host: str) -> None:
-    with pytest.raises(UserInputError, match=r"--host: .*SSH tunnel"):
+    with pytest.raises(ConfigError, match=r"^host: .*SSH tunnel"):
         ServerConfig(model="tiny", host=host)
 
 
@@ -40,17 +42,30 @@ def test_other_hosts_are_refused_with_the_tunnel_advice(host: str) -> None:
         ({"port": 0}, "--port"),
         ({"port": 70000}, "--port"),
         ({"sae_cache_size": 0}, "--sae-cache-size"),
-        ({"max_prompt_tokens": 0}, "--max-prompt-tokens"),
-        ({"max_prompt_tokens": 257}, "--max-prompt-tokens"),
+        ({"max_tokens_in_prompt": 0}, "--max-tokens-in-prompt"),
         ({"dtype": "float8"}, "--dtype"),
-        ({"model": "no-such-model"}, "--model"),
         ({"sae_release": "tiny"}, "--sae-id"),
     ],
 )
 def test_bad_flags_name_the_flag(fields: dict[str, object], flag: str) -> None:
-    with pytest.raises(UserInputError) as caught:
+    with pytest.raises(ConfigError) as caught:
         ServerConfig(**{"model": "tiny", **fields})  # pyright: ignore[reportArgumentType]
-    assert caught.value.flag == flag
+    assert flag_of(caught.value.field) == flag
+
+
+@pytest.mark.parametrize(
+    ("fields", "flag"),
+    [({"max_tokens_in_prompt": 257}, "--max-tokens-in-prompt"), ({"model": "no"}, "--model")],
+)
+def test_flags_checked_against_the_model_name_the_flag(
+    fields: dict[str, object], flag: str
+) -> None:
+    """Checked against the model's config before the model loads (not in the config: --help and
+    flag errors must not wait for transformer-lens)."""
+    with pytest.raises(UserInputError) as caught:
+        prompt_token_limit(ServerConfig(**{"model": "tiny", **fields}))  # pyright: ignore[reportArgumentType]
+    error = caught.value
+    assert (flag_of(error.field) if isinstance(error, ConfigError) else error.flag) == flag
 
 
 def test_default_sae_is_the_originals_for_gemma_and_the_stand_in_for_tiny() -> None:
@@ -94,9 +109,9 @@ def test_cli_refuses_a_public_host_in_one_line() -> None:
 
 
 def test_prompt_limit_defaults_to_1024_or_the_models_context() -> None:
-    assert ServerConfig(model="tiny").prompt_token_limit == 256
-    assert ServerConfig(model="tiny", max_prompt_tokens=100).prompt_token_limit == 100
-    assert ServerConfig().prompt_token_limit == 1024
+    assert prompt_token_limit(ServerConfig(model="tiny")) == 256
+    assert prompt_token_limit(ServerConfig(model="tiny", max_tokens_in_prompt=100)) == 100
+    assert prompt_token_limit(ServerConfig()) == 1024
 
 
 def test_cli_loads_the_model_and_serves_the_app_on_the_asked_address(

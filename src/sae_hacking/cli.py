@@ -4,7 +4,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar, get_args, get_origin
+from typing import Any, NoReturn, TypeVar, get_args, get_origin
 
 import typer
 from rich.console import Console
@@ -28,14 +28,6 @@ stderr = Console(stderr=True)
 
 T = TypeVar("T")
 C = TypeVar("C")
-
-# Flags every script spells the same way.
-DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
-DtypeOption = Annotated[str, typer.Option(help="model dtype: float32, bfloat16 or float16")]
-OutputDirOption = Annotated[
-    Path | None,
-    typer.Option(help="where run directories go [default: $SAE_HACKING_RESULTS or ./results]"),
-]
 
 
 def dashed_flags(args: list[str]) -> list[str]:
@@ -82,20 +74,20 @@ def make_app(help_text: str) -> typer.Typer:
     )
 
 
-def fail(error: UserInputError) -> NoReturn:
-    """Print the one-line error, the config field spelled as its flag, and exit with status 2."""
-    where = flag_of(error.field) if isinstance(error, ConfigError) else error.flag
+def fail(error: UserInputError, spelling: Callable[[str], str] = flag_of) -> NoReturn:
+    """Print the one-line error, the config field spelled as on the command line, and exit 2."""
+    where = spelling(error.field) if isinstance(error, ConfigError) else error.flag
     stderr.print(f"[bold red]error[/]: {where}: {error.problem}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
-def run_or_fail(work: Callable[[], T]) -> T:
+def run_or_fail(work: Callable[[], T], spelling: Callable[[str], str] = flag_of) -> T:
     """Run the script's work, turning a UserInputError into one line on stderr, and a run
     stopped by Ctrl-C into one line saying how to continue it (exit status 130)."""
     try:
         return work()
     except UserInputError as error:
-        fail(error)
+        fail(error, spelling)
     except RunStopped as stop:
         stderr.print(stop.message, highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(code=INTERRUPTED_STATUS) from None
@@ -105,18 +97,19 @@ def run_or_fail(work: Callable[[], T]) -> T:
         raise typer.Exit(code=INTERRUPTED_STATUS) from None
 
 
-def _comma_parser(flag: str, element: Any) -> Callable[[list[str]], tuple[Any, ...]]:
-    def parse(texts: list[str]) -> tuple[Any, ...]:
-        values: list[Any] = []
-        for text in texts:
-            words = [w.strip() for w in text.split(",") if w.strip()]
-            try:
-                values.extend(element(w) for w in words)
-            except ValueError as error:
-                raise UserInputError(
-                    flag, f"'{text}' is not a comma-separated list of {element.__name__}"
-                ) from error
-        return tuple(values)
+def _list_parser(flag: str, element: Any) -> Callable[[list[str]], tuple[Any, ...]]:
+    """Repeated words, each possibly a comma-separated list (paths are never split on commas)."""
+
+    def parse(words: list[str]) -> tuple[Any, ...]:
+        if element is Path:
+            return tuple(Path(w) for w in words)
+        parts = [p.strip() for w in words for p in w.split(",") if p.strip()]
+        try:
+            return tuple(element(p) for p in parts)
+        except ValueError as error:
+            raise UserInputError(
+                flag, f"'{','.join(words)}' is not a comma-separated list of {element.__name__}"
+            ) from error
 
     return parse
 
@@ -127,32 +120,36 @@ def _typer_parameter(
     """The typer parameter of one config option, and how to turn its text into the field's type."""
     meta = field.metadata
     flag = flag_of(field.name)
-    inner, optional = plain_type(annotation)
+    inner, _optional = plain_type(annotation)
     parse: Callable[[Any], Any] | None = None
     default: Any = field.default
     cli_annotation: Any = annotation
-    if get_origin(inner) is tuple and not meta["argument"]:
-        # Tuples travel as comma-separated words, and the flag may repeat:
-        # --inner-multipliers 0.1,0.25, or --hierarchy a.json --hierarchy b.json
+    metavar: str | None = field.name.upper() if meta["argument"] else None
+    if get_origin(inner) is tuple:
+        # Tuples take the flag repeated, a comma-separated word, or both: --latents 3,5 --latents 8
         element = get_args(inner)[0]
-        parse = _comma_parser(flag, element)
-        cli_annotation = list[str] | None if optional else list[str]
-        if default is not None:
-            default = [",".join(str(v) for v in default)]
-    elif get_origin(inner) is tuple:
-        cli_annotation = list[get_args(inner)[0]]
-        parse = tuple
-        default = list(default) if default is not None else None
-    show_default: bool | str = True
+        parse = _list_parser(flag, element)
+        cli_annotation = list[str] | None
+        words = [str(v) for v in default] if default else []
+        default = words or None
+        if not meta["argument"]:
+            metavar = "<path>" if element is Path else f"<{element.__name__},...>"
+    show_default: bool | str = default not in (None, "")
+    if isinstance(default, list):
+        show_default = ",".join(default)
     if meta["default_text"] is not None:
         show_default = meta["default_text"]
     if meta["argument"]:
-        info = typer.Argument(default, help=meta["help"], show_default=show_default)
+        info = typer.Argument(
+            default, help=meta["help"], show_default=show_default, metavar=metavar
+        )
     else:
         declarations = [flag, *meta["aliases"]]
         if inner is bool:
             declarations[0] = f"{flag}/--no-{flag[2:]}"
-        info = typer.Option(default, *declarations, help=meta["help"], show_default=show_default)
+        info = typer.Option(
+            default, *declarations, help=meta["help"], show_default=show_default, metavar=metavar
+        )
     parameter = inspect.Parameter(
         field.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=cli_annotation
     )
@@ -174,6 +171,12 @@ def config_command(
     docstring.
     """
     hints = option_types(config_cls)
+    arguments = {f.name for f in options_of(config_cls) if f.metadata["argument"]}
+
+    def spelling(field: str) -> str:
+        return field.upper() if field in arguments else flag_of(field)
+
+    defaults = {f.name: f.default for f in options_of(config_cls)}
     parameters: list[inspect.Parameter] = []
     parsers: dict[str, Callable[[Any], Any]] = {}
     for field in options_of(config_cls):
@@ -190,7 +193,8 @@ def config_command(
 
         def build_and_work() -> object:
             parsed = {
-                n: parsers[n](v) if n in parsers and v is not None else v for n, v in values.items()
+                n: v if n not in parsers else parsers[n](v) if v else defaults[n]
+                for n, v in values.items()
             }
             config = config_cls(**parsed)
             token = explicit_options.set(explicit)
@@ -199,7 +203,7 @@ def config_command(
             finally:
                 explicit_options.reset(token)
 
-        run_or_fail(build_and_work)
+        run_or_fail(build_and_work, spelling)
 
     context = inspect.Parameter(
         "context", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
@@ -209,4 +213,5 @@ def config_command(
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__doc__ = inspect.getdoc(config_cls)
     command.__name__ = name or "main"
+    command.config_class = config_cls  # pyright: ignore[reportFunctionMemberAccess]
     app.command(name=name)(command)

@@ -104,7 +104,7 @@ def non_negative(value: float | int | None) -> str | None:
     return None if value is None or value >= 0 else f"{value} must not be negative"
 
 
-def between(low: float, high: float) -> Check:
+def between(low: float | int, high: float | int) -> Check:
     def check(value: float | int | None) -> str | None:
         if value is None or low <= value <= high:
             return None
@@ -113,7 +113,7 @@ def between(low: float, high: float) -> Check:
     return check
 
 
-def at_most(high: float) -> Check:
+def at_most(high: float | int) -> Check:
     def check(value: float | int | None) -> str | None:
         return None if value is None or value <= high else f"{value} must be at most {high}"
 

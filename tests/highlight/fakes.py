@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from sae_hacking.highlight.protocol import HighlightError, neuronpedia_url
+from sae_hacking.highlight.protocol import HighlightError
 from sae_hacking.highlight.schemas import (
     HighlightRequest,
     HighlightResult,
@@ -18,6 +18,7 @@ from sae_hacking.highlight.schemas import (
     ServerInfo,
     TopLatent,
 )
+from sae_hacking.neuronpedia import neuronpedia_url
 
 FAKE_WIDTH = 100
 FAKE_DEFAULT = ("fake-release", "layer_1/width_100")

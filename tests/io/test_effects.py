@@ -5,7 +5,7 @@ import torch
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.effects import (
-    EffectRows,
+    EffectStore,
     RowAccumulator,
     StoreInfo,
     compact,
@@ -52,7 +52,7 @@ def test_compacted_stores_equal_the_sum_over_all_ablations(tmp_path: Path) -> No
         [tmp_path / "run0", tmp_path / "run1"], tmp_path / "out", "--effects-dir", rows_per_shard=7
     )
     rows, counts = dict_sum(first + second)
-    store = EffectRows(tmp_path / "out", "--effects-dir")
+    store = EffectStore(tmp_path / "out", "--effects-dir")
     assert store.latents_R.tolist() == sorted(rows)
     assert store.counts_R.tolist() == [counts[i] for i in sorted(rows)]
     expected = torch.stack([rows[i] for i in sorted(rows)])
@@ -80,5 +80,5 @@ def test_summing_stores_of_different_saes_is_refused(tmp_path: Path) -> None:
 
 def test_a_directory_without_a_store_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(UserInputError) as error:
-        EffectRows(tmp_path, "--effects-dir")
+        EffectStore(tmp_path, "--effects-dir")
     assert error.value.flag == "--effects-dir"

@@ -60,7 +60,7 @@ class CleanPass:
 
     ablator_acts_BSE: Float[Tensor, "B S E"]
     start_stream_BSM: Float[Tensor, "B S M"]
-    reader_acts_BD: Float[Tensor, "B D"]
+    reader_acts_BY: Float[Tensor, "B Y"]
     last_B: Int[Tensor, " B"]
     streams: dict[str, Tensor]
 
@@ -70,7 +70,7 @@ class AblationChunk:
     """Effects of a chunk of ablations: which ablator latent each row ablated, and clean - ablated."""
 
     latents_K: Int[Tensor, " K"]
-    effects_KD: Float[Tensor, "K D"]
+    effects_KY: Float[Tensor, "K Y"]
 
 
 def _rescales(sae: SAE[Any]) -> bool:
@@ -108,7 +108,7 @@ def clean_pass(
     return CleanPass(
         ablator_acts_BSE=ablator.encode(cache[plan.ablator.name]).float(),
         start_stream_BSM=cache[plan.start_stream_hook],
-        reader_acts_BD=reader.encode(_at_last(reader_in_BSM, last_B)).float(),
+        reader_acts_BY=reader.encode(_at_last(reader_in_BSM, last_B)).float(),
         last_B=last_B,
         streams={name: cache[name] for name in extra_hooks},
     )
@@ -123,7 +123,7 @@ def ablated_reader_acts(
     deltas_BSM: Float[Tensor, "B S M"],
     attention_mask_BS: Int[Tensor, "B S"],
     last_B: Int[Tensor, " B"],
-) -> Float[Tensor, "B D"]:
+) -> Float[Tensor, "B Y"]:
     """Reader latents at each row's last real token after subtracting ``deltas`` at the ablator."""
     captured: dict[str, Tensor] = {}
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
@@ -203,31 +203,31 @@ def batched_ablation_effects(
     choice = choose_ablations(
         clean.ablator_acts_BSE, counted_BS, k, ablatable_E.to(tokens_BS.device), selected_D
     )
-    prompt_N, latent_N = ablation_rows(choice)
+    prompt_X, latent_X = ablation_rows(choice)
     positions_S = torch.arange(tokens_BS.shape[1], device=tokens_BS.device)
-    acts_NS = clean.ablator_acts_BSE[prompt_N[:, None], positions_S[None, :], latent_N[:, None]]
-    first_N = first_firing(acts_NS, attention_mask_BS[prompt_N].bool())
+    acts_XS = clean.ablator_acts_BSE[prompt_X[:, None], positions_S[None, :], latent_X[:, None]]
+    first_X = first_firing(acts_XS, attention_mask_BS[prompt_X].bool())
     forward: ablation_suffix.SuffixForward | None = None
     if suffix:
-        order_N = torch.argsort(first_N, stable=True)
-        prompt_N, latent_N, acts_NS, first_N = (
-            prompt_N[order_N],
-            latent_N[order_N],
-            acts_NS[order_N],
-            first_N[order_N],
+        order_X = torch.argsort(first_X, stable=True)
+        prompt_X, latent_X, acts_XS, first_X = (
+            prompt_X[order_X],
+            latent_X[order_X],
+            acts_XS[order_X],
+            first_X[order_X],
         )
         forward = ablation_suffix.prepare(model, plan, clean.streams, attention_mask_BS)
     directions_EM = ablator.W_dec.float()
     rescale = _rescales(ablator)
 
     def chunks() -> Iterator[AblationChunk]:
-        for begin in range(0, prompt_N.shape[0], max_batch_ablations):
+        for begin in range(0, prompt_X.shape[0], max_batch_ablations):
             rows = slice(begin, begin + max_batch_ablations)
-            prompt_K, latent_K, acts_KS = prompt_N[rows], latent_N[rows], acts_NS[rows]
+            prompt_K, latent_K, acts_KS = prompt_X[rows], latent_X[rows], acts_XS[rows]
             directions_KM = decoder_directions(directions_EM, latent_K, rescale)
             last_K = clean.last_B[prompt_K]
             if forward is not None:
-                first = int(first_N[rows].min())
+                first = int(first_X[rows].min())
                 reader_in_KM = ablation_suffix.reader_input(
                     forward,
                     prompt_K,
@@ -235,11 +235,11 @@ def batched_ablation_effects(
                     first,
                     last_K,
                 )
-                ablated_KD = reader.encode(reader_in_KM).float()
+                ablated_KY = reader.encode(reader_in_KM).float()
             else:
                 stream_KSM = clean.start_stream_BSM[prompt_K]
                 deltas_KSM = ablation_deltas(acts_KS, directions_KM).to(stream_KSM.dtype)
-                ablated_KD = ablated_reader_acts(
+                ablated_KY = ablated_reader_acts(
                     model,
                     plan,
                     reader,
@@ -248,7 +248,7 @@ def batched_ablation_effects(
                     attention_mask_BS[prompt_K],
                     last_K,
                 )
-            yield AblationChunk(latent_K, clean.reader_acts_BD[prompt_K] - ablated_KD)
+            yield AblationChunk(latent_K, clean.reader_acts_BY[prompt_K] - ablated_KY)
 
     return choice, chunks()
 

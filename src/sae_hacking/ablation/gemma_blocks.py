@@ -164,13 +164,13 @@ def gelu_tanh(x: Tensor) -> Tensor:
     return inner.mul_(x).tanh_().add_(1.0).mul_(x).mul_(0.5)
 
 
-def rms_norm(x_NM: Float[Tensor, "... M"], w_M: Float[Tensor, " M"], w: BlockWeights) -> Tensor:
+def rms_norm(x_XM: Float[Tensor, "... M"], w_M: Float[Tensor, " M"], w: BlockWeights) -> Tensor:
     """transformer-lens's RMSNorm: scale in float32 for low-precision models, then the weight."""
-    dtype = x_NM.dtype
+    dtype = x_XM.dtype
     if w.norm_in_float32:
-        x_NM = x_NM.float()
-    inverse_scale = torch.rsqrt(x_NM.square().mean(-1, keepdim=True).add_(w.eps))
-    return (x_NM * inverse_scale).to(dtype).mul_(w_M)
+        x_XM = x_XM.float()
+    inverse_scale = torch.rsqrt(x_XM.square().mean(-1, keepdim=True).add_(w.eps))
+    return (x_XM * inverse_scale).to(dtype).mul_(w_M)
 
 
 def position_ids(attention_mask_BS: Int[Tensor, "B S"]) -> Int[Tensor, "B S"]:

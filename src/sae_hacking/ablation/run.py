@@ -16,19 +16,23 @@ the same shards in the same order and ends bit-identical.
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sae_hacking.ablation.batched import batched_ablation_effects, check_linear_decoder
+from sae_hacking.ablation.config import (
+    DEFAULT_PROMPT_TOKENS,
+    SelectiveAblationConfig,
+    default_saes,
+)
 from sae_hacking.ablation.sites import plan_for
+from sae_hacking.config import ConfigError, read_saved_options, resumed
 from sae_hacking.core.ablation import ablatable_latents
 from sae_hacking.devices import command_line, resolve_device
-from sae_hacking.errors import UserInputError
 from sae_hacking.io.ablation_sources import read_firing_counts
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.effects import (
@@ -39,76 +43,27 @@ from sae_hacking.io.effects import (
     write_manifest,
     write_shard,
 )
-from sae_hacking.io.rundir import make_run_dir, write_config
-from sae_hacking.llm import (
-    CorpusSpec,
+from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
+from sae_hacking.llm.corpus import iter_texts, iter_token_batches
+from sae_hacking.llm.distributed import (
+    RankInfo,
+    barrier,
     init_ranks,
-    iter_texts,
-    iter_token_batches,
-    load_model,
-    parse_dtype,
+    main_rank_makes,
     rank_device,
-    resolve_sae,
+    shutdown,
 )
-from sae_hacking.llm.distributed import RankInfo, barrier, shutdown
+from sae_hacking.llm.models import load_model, parse_dtype, prompt_length
+from sae_hacking.llm.options import corpus_of
+from sae_hacking.llm.saes import resolve_sae
 
 SCRIPT = "gemma_selective_ablate"
 
 
-@dataclass(frozen=True)
-class SelectiveAblationConfig:
-    """Everything a selective-ablation run depends on (validated here, so errors name the flag)."""
-
-    model: str = "google/gemma-2-2b"
-    ablator_sae_release: str = "gemma-scope-2b-pt-res-canonical"
-    ablator_sae_id: str = "layer_20/width_65k/canonical"
-    reader_sae_release: str = "gemma-scope-2b-pt-mlp-canonical"
-    reader_sae_id: str = "layer_21/width_65k/canonical"
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    n_prompts: int = 1
-    batch_size: int = 8
-    max_tokens_in_prompt: int = 125
-    abridge_ablations_to: int = 100
-    selected_features: tuple[int, ...] = ()
-    exclude_latent_threshold: float | None = None
-    cooccurrence_dir: Path | None = None
-    max_batch_ablations: int = 512
-    save_every: int = 100
-    max_rows_in_memory: int = 16384
-    device: str = "auto"
-    dtype: str = "float32"
-    output_dir: Path = Path("results")
-
-    def __post_init__(self) -> None:
-        positive = {
-            "--n-prompts": self.n_prompts,
-            "--batch-size": self.batch_size,
-            "--max-tokens-in-prompt": self.max_tokens_in_prompt,
-            "--abridge-ablations-to": self.abridge_ablations_to,
-            "--max-batch-ablations": self.max_batch_ablations,
-            "--save-every": self.save_every,
-            "--max-rows-in-memory": self.max_rows_in_memory,
-        }
-        for flag, value in positive.items():
-            if value < 1:
-                raise UserInputError(flag, f"{value} is not positive; give 1 or more")
-        if self.max_tokens_in_prompt < 2:
-            raise UserInputError(
-                "--max-tokens-in-prompt", "a prompt needs BOS and at least one token"
-            )
-        if any(f < 0 for f in self.selected_features):
-            raise UserInputError("--selected-features", "latent ids are 0 or more")
-        if self.exclude_latent_threshold is not None:
-            if not 0.0 < self.exclude_latent_threshold <= 1.0:
-                raise UserInputError(
-                    "--exclude-latent-threshold", "give a firing fraction in (0, 1]"
-                )
-            if self.cooccurrence_dir is None:
-                raise UserInputError(
-                    "--exclude-latent-threshold",
-                    "needs firing counts; pass --cooccurrence-dir from gemma_cooccurrences.py",
-                )
-        parse_dtype(self.dtype)
+def _fresh_run_dir(config: SelectiveAblationConfig) -> Path:
+    run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
+    write_config(run_dir, config, command_line())
+    return run_dir
 
 
 def _sae_description(release: str, sae_id: str, sae: Any) -> dict[str, Any]:
@@ -146,95 +101,56 @@ def _resume_state(rank_dir: Path) -> dict[str, Any] | None:
     return state
 
 
-def resolve_run_dir(
-    config: SelectiveAblationConfig, resume: Path | None
-) -> tuple[Path, SelectiveAblationConfig, tuple[torch.Tensor, int] | None]:
-    """A fresh run directory, or the one to resume (whose saved config is the one that runs).
-
-    Also returns the co-occurrence run's firing counts and tokens, read (and checked against the
-    ablator) before a fresh run directory is made.
-    """
-    if resume is None:
-        firing = _firing(config)
-        run_dir = make_run_dir(config.output_dir, SCRIPT)
-        write_config(run_dir, config, command_line())
-        return run_dir, config, firing
-    config = saved_config(resume)
-    return resume, config, _firing(config)
-
-
-def saved_config(resume: Path) -> SelectiveAblationConfig:
-    """The config a run directory was started with (a resumed run runs with it)."""
-    saved = resume / "config.json"
-    if not saved.is_file():
-        raise UserInputError(
-            "--resume", f"'{resume}' has no config.json; give a selective-ablation run directory"
-        )
-    return config_from_json(json.loads(saved.read_text(encoding="utf-8"))["config"])
-
-
 def _firing(config: SelectiveAblationConfig) -> tuple[torch.Tensor, int] | None:
     if config.cooccurrence_dir is None:
         return None
+    assert config.ablator_sae_release is not None and config.ablator_sae_id is not None
     return read_firing_counts(
         config.cooccurrence_dir, config.model, config.ablator_sae_release, config.ablator_sae_id
     )
 
 
-def config_from_json(raw: dict[str, Any]) -> SelectiveAblationConfig:
-    """Rebuild a config written by ``write_config``."""
-    corpus_raw = raw["corpus"]
-    corpus = CorpusSpec(
-        dataset_id=corpus_raw["dataset_id"],
-        dataset_paths=tuple(Path(p) for p in corpus_raw["dataset_paths"]),
-        split=corpus_raw["split"],
-        text_field=corpus_raw["text_field"],
+def prepared(config: SelectiveAblationConfig) -> SelectiveAblationConfig:
+    """The config that runs: on resume the saved one (an option given now that contradicts it is
+    an error), with every SAE named and the prompt length resolved against the model's context."""
+    if config.resume is not None:
+        config = resumed(config, read_saved_options(config.resume))
+    ablator_release, ablator_id, reader_release, reader_id = default_saes(config.model)
+    return replace(
+        config,
+        ablator_sae_release=config.ablator_sae_release or ablator_release,
+        ablator_sae_id=config.ablator_sae_id or ablator_id,
+        reader_sae_release=config.reader_sae_release or reader_release,
+        reader_sae_id=config.reader_sae_id or reader_id,
+        max_tokens_in_prompt=prompt_length(
+            config.max_tokens_in_prompt, DEFAULT_PROMPT_TOKENS, config.model
+        ),
     )
-    values = {**raw, "corpus": corpus, "selected_features": tuple(raw["selected_features"])}
-    for key in ("cooccurrence_dir", "output_dir"):
-        values[key] = None if raw[key] is None else Path(raw[key])
-    return SelectiveAblationConfig(**values)
 
 
-def _shared_run_dir(
-    config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo
-) -> tuple[Path, SelectiveAblationConfig, tuple[torch.Tensor, int] | None]:
-    """Rank 0 makes (or opens) the run directory; the other ranks open the same one."""
-    if ranks.world == 1:
-        return resolve_run_dir(config, resume)
-    box: list[Any] = [None]
-    try:
-        if ranks.is_main:
-            resolved = resolve_run_dir(config, resume)
-            box = [str(resolved[0])]
-            return resolved
-    finally:
-        dist.broadcast_object_list(box, src=0)
-    if box[0] is None:
-        raise RuntimeError("rank 0 could not start the run")
-    return resolve_run_dir(config, Path(box[0]))
-
-
-def run(config: SelectiveAblationConfig, resume: Path | None = None) -> Path:
+def run(config: SelectiveAblationConfig) -> Path:
     """Run (or resume) selective ablation and return the run directory.
 
     With ``cooccurrence_dir``, latents firing on more than ``exclude_latent_threshold`` of the
     co-occurrence run's tokens are never ablated. Under torchrun every rank ablates its share of
     the prompts into ``partial/rank-R`` and rank 0 sums them into ``effects/``.
     """
-    ranks = init_ranks(resolve_device(config.device))
+    device = resolve_device(config.device)
+    config = prepared(config)
+    ranks = init_ranks(device)
     try:
-        return _run(config, resume, ranks)
+        return _run(config, ranks, rank_device(device, ranks))
     finally:
         shutdown(ranks)
 
 
-def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) -> Path:
-    # Everything that can refuse the flags (model, SAEs, their pairing) is loaded before a fresh
-    # run directory is made, so a refused run leaves nothing behind.
-    if resume is not None:
-        config = saved_config(resume)
-    device = rank_device(resolve_device(config.device), ranks)
+def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device) -> Path:
+    # Everything that can refuse the flags (corpus, model, SAEs, their pairing) is loaded before a
+    # fresh run directory is made, so a refused run leaves nothing behind.
+    assert config.ablator_sae_release is not None and config.ablator_sae_id is not None
+    assert config.reader_sae_release is not None and config.reader_sae_id is not None
+    assert config.max_tokens_in_prompt is not None
+    corpus = corpus_of(config)
     model = load_model(config.model, device=device, dtype=parse_dtype(config.dtype))
     ablator = resolve_sae(
         model, config.ablator_sae_release, config.ablator_sae_id, device, flag="--ablator-sae-id"
@@ -248,23 +164,24 @@ def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) 
     width = int(ablator.cfg.d_sae)
     for feature in config.selected_features:
         if feature >= width:
-            raise UserInputError(
-                "--selected-features",
+            raise ConfigError(
+                "selected_features",
                 f"{feature} is out of range; the ablator SAE has {width} latents",
             )
     if config.abridge_ablations_to > width:
-        raise UserInputError(
-            "--abridge-ablations-to",
+        raise ConfigError(
+            "abridge_ablations_to",
             f"{config.abridge_ablations_to} exceeds the ablator's {width} latents",
         )
-    run_dir, config, firing = _shared_run_dir(config, resume, ranks)
+    firing = _firing(config)
     firing_counts, n_tokens = firing if firing is not None else (None, 0)
     if firing_counts is not None and firing_counts.shape[0] != width:
-        raise UserInputError(
-            "--cooccurrence-dir",
+        raise ConfigError(
+            "cooccurrence_dir",
             f"its counts are for {firing_counts.shape[0]} latents, the ablator SAE has {width}; "
             "give a co-occurrence run of the same ablator SAE",
         )
+    run_dir = config.resume or main_rank_makes(ranks, lambda: _fresh_run_dir(config))
     ablatable_E = ablatable_latents(firing_counts, n_tokens, config.exclude_latent_threshold, width)
     selected_D = torch.tensor(config.selected_features, dtype=torch.long, device=device)
     info = StoreInfo(
@@ -283,7 +200,11 @@ def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) 
     }
     shards: list[dict[str, Any]] = state["shards"]
     done, ablated, n_ablations = state["prompts_done"], state["prompts_ablated"], state["ablations"]
-    my_prompts = len(range(ranks.rank, config.n_prompts, ranks.world))
+    my_prompts = (
+        None
+        if config.max_prompts is None
+        else len(range(ranks.rank, config.max_prompts, ranks.world))
+    )
     accumulator = RowAccumulator(width, int(reader.cfg.d_sae), device)
     assert model.tokenizer is not None
 
@@ -293,13 +214,11 @@ def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) 
         extra = {"prompts_done": done, "prompts_ablated": ablated, "ablations": n_ablations}
         write_manifest(rank_dir, info, shards, extra)
 
-    texts = iter_texts(config.corpus, ranks.rank, ranks.world, skip=done)
-    remaining = max(my_prompts - done, 0)
+    texts = iter_texts(corpus, ranks.rank, ranks.world, skip=done)
+    if my_prompts is not None:
+        texts = (text for _, text in zip(range(max(my_prompts - done, 0)), texts, strict=False))
     batches = iter_token_batches(
-        (text for _, text in zip(range(remaining), texts, strict=False)),
-        model.tokenizer,
-        config.batch_size,
-        config.max_tokens_in_prompt,
+        texts, model.tokenizer, config.batch_size, config.max_tokens_in_prompt, config.count_bos
     )
     with _progress(disable=not ranks.is_main) as progress:
         task = progress.add_task(
@@ -322,7 +241,7 @@ def _run(config: SelectiveAblationConfig, resume: Path | None, ranks: RankInfo) 
                 config.max_batch_ablations,
             )
             for chunk in chunks:
-                accumulator.add(chunk.latents_K, chunk.effects_KD)
+                accumulator.add(chunk.latents_K, chunk.effects_KY)
                 n_ablations += int(chunk.latents_K.shape[0])
             done += batch.n_prompts
             prompts_now += batch.n_prompts

@@ -14,9 +14,9 @@ import torch.distributed as dist
 from sae_lens import SAE
 from torch import Tensor
 
-from sae_hacking.cooccurrence.config import RESUME_KEYS, CooccurrenceConfig
+from sae_hacking.config import ConfigError
+from sae_hacking.cooccurrence.config import CooccurrenceConfig
 from sae_hacking.core.triangle import triangle_size
-from sae_hacking.errors import UserInputError
 from sae_hacking.io.cooccurrence_results import (
     ROWS,
     TRIANGLE,
@@ -25,8 +25,8 @@ from sae_hacking.io.cooccurrence_results import (
     save_counts,
     save_ever_cooccurred,
 )
-from sae_hacking.io.rundir import jsonable
 from sae_hacking.llm.distributed import RankInfo, barrier
+from sae_hacking.llm.options import corpus_of
 from sae_hacking.llm.saes import sae_hook_name
 
 
@@ -62,7 +62,7 @@ def manifest_of(
         "sae_id": config.ablator_id,
         "hook_name": sae_hook_name(sae),
         "neuronpedia_id": sae.cfg.metadata.neuronpedia_id,
-        "dataset": config.corpus.describe(),
+        "dataset": corpus_of(config).describe(),
         "max_tokens_in_prompt": config.max_tokens_in_prompt,
         "batch_size": config.batch_size,
         "count_bos": config.count_bos,
@@ -134,18 +134,17 @@ def start_counter(
     return counter
 
 
-def check_resumable(
-    config: CooccurrenceConfig, expected: dict[str, Any], dtype: torch.dtype
-) -> None:
-    """Refuse to resume a finished run, or one counted with other flags."""
-    assert config.resume is not None
-    saved = read_manifest(config.resume)
+def check_resumable(resume: Path, ranks: RankInfo) -> None:
+    """Refuse to resume a finished run, or one counted by another number of ranks.
+
+    Every other setting comes from the run's saved config (``config.resumed``).
+    """
+    saved = read_manifest(resume)
     if saved.get("complete"):
-        raise UserInputError("--resume", f"'{config.resume}' is already complete")
-    for key in (*RESUME_KEYS, "count_dtype"):
-        want = expected[key] if key != "count_dtype" else str(dtype).removeprefix("torch.")
-        if jsonable(saved.get(key)) != jsonable(want):
-            raise UserInputError(
-                "--resume",
-                f"the checkpoint has {key}={saved.get(key)!r} but this run has {want!r}; pass the same flags",
-            )
+        raise ConfigError("resume", f"'{resume}' is already complete")
+    if saved.get("world") != ranks.world:
+        raise ConfigError(
+            "resume",
+            f"'{resume}' was counted by {saved.get('world')} processes, this run has "
+            f"{ranks.world}; resume with the same torchrun --nproc-per-node",
+        )

@@ -1,86 +1,92 @@
-"""The settings of a co-occurrence run (gemma_cooccurrences.py), validated as they are built."""
+"""The options of gemma_cooccurrences.py and merge_cooccurrences.py, each declared once."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from sae_hacking.errors import UserInputError
-from sae_hacking.io.cooccurrence_results import COUNTS, has_results
-from sae_hacking.io.rundir import default_output_dir
-from sae_hacking.llm.corpus import CorpusSpec
-from sae_hacking.llm.models import DEFAULT_MODEL, TINY_MODEL, parse_dtype
-from sae_hacking.llm.saes import DEFAULT_ABLATOR_ID, DEFAULT_RELEASE, TINY_ABLATOR_ID, TINY_RELEASE
+from sae_hacking.config import (
+    ConfigError,
+    check_options,
+    device_option,
+    dtype_option,
+    non_negative,
+    one_of,
+    option,
+    output_dir_option,
+    positive,
+    resume_option,
+)
+from sae_hacking.llm.options import (
+    DEFAULT_ABLATOR_ID,
+    DEFAULT_RELEASE,
+    TINY_ABLATOR_ID,
+    TINY_MODEL,
+    TINY_RELEASE,
+    count_bos_option,
+    dataset_id_option,
+    dataset_path_option,
+    max_prompts_option,
+    max_tokens_in_prompt_option,
+    model_option,
+    sae_id_option,
+    sae_release_option,
+    split_option,
+    text_field_option,
+)
 
 INT32_LIMIT = 2**31 - 1
-# Keys a resumed run must share with the checkpoint it continues.
-RESUME_KEYS = (
-    "model",
-    "sae_release",
-    "sae_id",
-    "layout",
-    "width",
-    "rows",
-    "dataset",
-    "max_tokens_in_prompt",
-    "batch_size",
-    "count_bos",
-    "world",
-)
+DEFAULT_PROMPT_TOKENS = 1024
+
+
+def latent_ids(rows: tuple[int, ...]) -> str | None:
+    if any(row < 0 for row in rows) or len(set(rows)) != len(rows):
+        return "latent ids must be distinct and non-negative"
+    return None
 
 
 @dataclass(frozen=True)
 class CooccurrenceConfig:
-    """Everything a co-occurrence run depends on."""
+    """Count latent co-occurrences of the ablator SAE over a corpus."""
 
-    model: str = DEFAULT_MODEL
-    sae_release: str | None = None
-    sae_id: str | None = None
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    max_tokens_in_prompt: int = 1024
-    batch_size: int = 8
-    max_prompts: int | None = None
-    max_tokens: int = 1_000_000_000
-    rows: tuple[int, ...] = ()
-    count_bos: bool = False
-    count_dtype: str = "auto"
-    save_every: int = 0
-    resume: Path | None = None
-    device: str = "auto"
-    dtype: str = "float32"
-    output_dir: Path = field(default_factory=default_output_dir)
+    model: str = model_option()
+    sae_release: str | None = sae_release_option()
+    sae_id: str | None = sae_id_option()
+    dataset_id: str = dataset_id_option()
+    dataset_path: tuple[Path, ...] = dataset_path_option()
+    split: str = split_option()
+    text_field: str = text_field_option()
+    max_tokens_in_prompt: int | None = max_tokens_in_prompt_option(DEFAULT_PROMPT_TOKENS)
+    batch_size: int = option(8, "prompts per forward pass", check=positive)
+    max_prompts: int | None = max_prompts_option(None)
+    max_tokens: int = option(
+        1_000_000_000,
+        "stop after about this many counted tokens; 0 for no limit (int64 counts)",
+        check=non_negative,
+    )
+    rows: tuple[int, ...] = option(
+        (), "count only these latents against all, e.g. 3,17,40", check=latent_ids
+    )
+    count_bos: bool = count_bos_option()
+    count_dtype: str = option(
+        "auto",
+        "auto (int32 when --max-tokens keeps counts below 2^31), int32 or int64",
+        check=one_of("auto", "int32", "int64"),
+    )
+    # Checkpoints fall between batches, so where they fall never changes the counts.
+    save_every: int = option(
+        0,
+        "checkpoint every this many batches (0: only at the end)",
+        check=non_negative,
+        resumable=True,
+    )
+    resume: Path | None = resume_option()
+    device: str = device_option()
+    dtype: str = dtype_option()
+    output_dir: Path | None = output_dir_option()
 
     def __post_init__(self) -> None:
-        positive = {
-            "--max-tokens-in-prompt": self.max_tokens_in_prompt,
-            "--batch-size": self.batch_size,
-        }
-        for flag, value in positive.items():
-            if value < 1:
-                raise UserInputError(flag, f"{value} must be at least 1")
-        if self.max_prompts is not None and self.max_prompts < 1:
-            raise UserInputError(
-                "--max-prompts", "must be at least 1 (leave it out for the whole corpus)"
-            )
-        if self.max_tokens < 0:
-            raise UserInputError("--max-tokens", "must be 0 (no limit) or positive")
-        if self.save_every < 0:
-            raise UserInputError(
-                "--save-every", "must be 0 (only at the end) or a number of batches"
-            )
-        if self.count_dtype not in ("auto", "int32", "int64"):
-            raise UserInputError("--count-dtype", f"'{self.count_dtype}'; use auto, int32 or int64")
-        if any(row < 0 for row in self.rows) or len(set(self.rows)) != len(self.rows):
-            raise UserInputError("--rows", "latent ids must be distinct and non-negative")
+        check_options(self)
         if self.count_dtype == "int32" and self.max_tokens == 0:
-            raise UserInputError("--count-dtype", "int32 needs a --max-tokens limit below 2^31")
-        if self.resume is not None and not has_results(self.resume):
-            raise UserInputError(
-                "--resume",
-                f"'{self.resume}' holds no checkpoint ({COUNTS}.safetensors); give the directory "
-                "of a gemma_cooccurrences.py run started with --save-every",
-            )
-        parse_dtype(self.dtype)
+            raise ConfigError("count_dtype", "int32 needs a --max-tokens limit below 2^31")
 
     @property
     def release(self) -> str:
@@ -94,12 +100,23 @@ class CooccurrenceConfig:
             return self.sae_id
         return TINY_ABLATOR_ID if self.release == TINY_RELEASE else DEFAULT_ABLATOR_ID
 
+    def choose_count_dtype(self, world: int) -> str:
+        """int32 when no count can pass 2^31 (a pair count is at most the tokens counted), else int64."""
+        if self.count_dtype != "auto":
+            return self.count_dtype
+        # Budgets are checked after each batch, so a rank may overshoot by one batch.
+        overshoot = world * self.batch_size * (self.max_tokens_in_prompt or DEFAULT_PROMPT_TOKENS)
+        fits = self.max_tokens > 0 and self.max_tokens + overshoot <= INT32_LIMIT
+        return "int32" if fits else "int64"
 
-def choose_count_dtype(config: CooccurrenceConfig, world: int) -> torch.dtype:
-    """int32 when no count can pass 2^31 (a pair count is at most the tokens counted), else int64."""
-    if config.count_dtype != "auto":
-        return torch.int32 if config.count_dtype == "int32" else torch.int64
-    # Budgets are checked after each batch, so a rank may overshoot by one batch.
-    overshoot = world * config.batch_size * config.max_tokens_in_prompt
-    fits = config.max_tokens > 0 and config.max_tokens + overshoot <= INT32_LIMIT
-    return torch.int32 if fits else torch.int64
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """Merge co-occurrence runs into one run directory."""
+
+    # Checked by io.cooccurrence_results.open_mergeable, which reads them.
+    runs: tuple[Path, ...] = option((), "run directories of gemma_cooccurrences.py", argument=True)
+    output_dir: Path | None = output_dir_option()
+
+    def __post_init__(self) -> None:
+        check_options(self)

@@ -8,6 +8,7 @@ a resumed run sees exactly the batches an uninterrupted one would and reaches th
 """
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +18,24 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
-from sae_hacking.cooccurrence.checkpoint import (
-    check_resumable,
-    checkpoint,
-    manifest_of,
-    start_counter,
-)
-from sae_hacking.cooccurrence.config import CooccurrenceConfig, choose_count_dtype
+from sae_hacking.config import ConfigError, read_saved_options, resumed
+from sae_hacking.cooccurrence.checkpoint import check_resumable, checkpoint, start_counter
+from sae_hacking.cooccurrence.config import DEFAULT_PROMPT_TOKENS, CooccurrenceConfig
 from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
 from sae_hacking.devices import command_line, resolve_device
-from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import append_jsonl
-from sae_hacking.io.rundir import jsonable, make_run_dir, write_config
+from sae_hacking.io.cooccurrence_results import COUNTS, has_results
+from sae_hacking.io.rundir import default_output_dir, jsonable, make_run_dir, write_config
 from sae_hacking.llm.corpus import TokenBatch, iter_texts, iter_token_batches
-from sae_hacking.llm.distributed import RankInfo, init_ranks, rank_device, shutdown
-from sae_hacking.llm.models import (
-    load_model,
-    model_config,
-    parse_dtype,
-    stop_layer,
+from sae_hacking.llm.distributed import (
+    RankInfo,
+    init_ranks,
+    main_rank_makes,
+    rank_device,
+    shutdown,
 )
+from sae_hacking.llm.models import load_model, parse_dtype, prompt_length, stop_layer
+from sae_hacking.llm.options import corpus_of
 from sae_hacking.llm.saes import (
     TINY_RELEASE,
     check_release_id,
@@ -44,6 +43,8 @@ from sae_hacking.llm.saes import (
     resolve_sae,
     sae_hook_name,
 )
+
+SCRIPT = "gemma_cooccurrences"
 
 
 def _share(total: int, ranks: RankInfo) -> int:
@@ -77,17 +78,6 @@ def active_of_batch(
     return firing_latents(sae, x_TM)
 
 
-def _shared_run_dir(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
-    if config.resume is not None:
-        return config.resume
-    box: list[Any] = [
-        make_run_dir(config.output_dir, "gemma_cooccurrences") if ranks.is_main else None
-    ]
-    if ranks.world > 1:
-        dist.broadcast_object_list(box, src=0)
-    return Path(box[0])
-
-
 def _progress_bar(total: int | None, show: bool) -> Progress:
     return Progress(
         TextColumn("counting"),
@@ -109,11 +99,34 @@ def _any_rank_continues(active: bool, ranks: RankInfo, device: torch.device) -> 
     return bool(flag.item())
 
 
+def prepared(config: CooccurrenceConfig) -> CooccurrenceConfig:
+    """The config that runs: on resume the saved one (an option given now that contradicts it is
+    an error), with the SAE named and the prompt length resolved against the model's context."""
+    if config.resume is not None:
+        if not has_results(config.resume):
+            raise ConfigError(
+                "resume",
+                f"'{config.resume}' holds no checkpoint ({COUNTS}.safetensors); give the directory "
+                "of a gemma_cooccurrences.py run started with --save-every",
+            )
+        config = resumed(config, read_saved_options(config.resume))
+    return replace(
+        config,
+        sae_release=config.release,
+        sae_id=config.ablator_id,
+        max_tokens_in_prompt=prompt_length(
+            config.max_tokens_in_prompt, DEFAULT_PROMPT_TOKENS, config.model
+        ),
+    )
+
+
 def run(config: CooccurrenceConfig) -> Path:
     """Count co-occurrences over the corpus; returns the run directory."""
-    ranks = init_ranks(resolve_device(config.device))
+    device = resolve_device(config.device)
+    config = prepared(config)
+    ranks = init_ranks(device)
     try:
-        return _run(config, ranks)
+        return _run(config, ranks, rank_device(device, ranks))
     finally:
         shutdown(ranks)
 
@@ -122,29 +135,30 @@ def _load_checked(
     config: CooccurrenceConfig, device: torch.device
 ) -> tuple[HookedSAETransformer, SAE[Any]]:
     """Model and SAE, every name and pairing checked before any download that can be avoided."""
-    model_config(config.model)
     if config.release != TINY_RELEASE and not Path(config.release).is_dir():
         check_release_id(config.release, config.ablator_id)
     model = load_model(config.model, device, parse_dtype(config.dtype))
     sae = resolve_sae(model, config.release, config.ablator_id, device)
     if config.rows and max(config.rows) >= sae.cfg.d_sae:
-        raise UserInputError(
-            "--rows",
+        raise ConfigError(
+            "rows",
             f"latent {max(config.rows)} is out of range; the SAE has {sae.cfg.d_sae} latents",
         )
     return model, sae
 
 
-def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
-    device = rank_device(resolve_device(config.device), ranks)
+def _run(config: CooccurrenceConfig, ranks: RankInfo, device: torch.device) -> Path:
+    corpus = corpus_of(config)
     model, sae = _load_checked(config, device)
     hook_name = sae_hook_name(sae)
     width = sae.cfg.d_sae
-    dtype = choose_count_dtype(config, ranks.world)
+    dtype = getattr(torch, config.choose_count_dtype(ranks.world))
     if config.resume is not None:
-        check_resumable(config, manifest_of(config, sae, ranks, dtype, [], False), dtype)
+        check_resumable(config.resume, ranks)
     # The run directory is made only once every input has been checked.
-    run_dir = _shared_run_dir(config, ranks)
+    run_dir = config.resume or main_rank_makes(
+        ranks, lambda: make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
+    )
     if ranks.is_main:
         if config.resume is None:
             write_config(run_dir, config, command_line())
@@ -154,7 +168,7 @@ def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
             )
     counter = start_counter(config, width, dtype, device, ranks)
     assert model.tokenizer is not None
-    texts = iter_texts(config.corpus, ranks.rank, ranks.world, skip=counter.prompts_before)
+    texts = iter_texts(corpus, ranks.rank, ranks.world, skip=counter.prompts_before)
     prompt_budget = (
         None
         if config.max_prompts is None
@@ -163,6 +177,7 @@ def _run(config: CooccurrenceConfig, ranks: RankInfo) -> Path:
     if prompt_budget is not None:
         texts = (text for _, text in zip(range(max(prompt_budget, 0)), texts, strict=False))
     token_budget = _share(config.max_tokens, ranks) if config.max_tokens else None
+    assert config.max_tokens_in_prompt is not None  # resolved by prepared()
     batches = iter_token_batches(
         texts, model.tokenizer, config.batch_size, config.max_tokens_in_prompt, config.count_bos
     )

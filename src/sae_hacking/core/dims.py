@@ -26,6 +26,8 @@ T  tokens, batch and sequence flattened together
 U  rank of a low-rank correlation factor
 V  vocabulary
 W  64-bit words of a bit-packed array
+Y  the reader SAE's width: the latents an ablation's effect is read on (E is the ablator's)
+X  ablations run together: the rows of one batched ablation, across prompts
 """
 
 LETTERS: dict[str, str] = {
@@ -51,4 +53,6 @@ LETTERS: dict[str, str] = {
     "U": "correlation rank",
     "V": "vocabulary",
     "W": "bit-packed words",
+    "X": "ablations run together",
+    "Y": "reader SAE width",
 }

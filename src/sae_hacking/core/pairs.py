@@ -2,8 +2,8 @@
 
 Rows are effect vectors of ablated latents, sorted by latent id, so row order is latent order and
 "each pair once, i < j" is the upper triangle of the row-by-row cosine matrix. The matrix is never
-built: blocks of unit rows are compared with one matrix product each, and only the best ``top_n``
-pairs that pass both thresholds are kept.
+built: blocks of unit rows are compared with one matrix product each; every pair that passes both
+thresholds is counted, and only the best ``top_n`` of them are kept.
 
 Screening: the block products run in bfloat16 by default (on CPUs with AMX and on GPUs, 5-6x the
 float32 rate: see benchmarks/pair_search.py). Rounding unit rows to bfloat16 and the product
@@ -20,6 +20,7 @@ the ablation moved them. ``sign=True`` reproduces the original.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from beartype import beartype
@@ -40,6 +41,8 @@ whether a count passes the threshold, and the exact count of passing pairs, matt
 SCREEN_MARGIN = 2.0**-5
 # Candidates whose exact cosine is recomputed at once (their rows gathered: pairs x width floats).
 _RECOMPUTE_ELEMENTS = 1 << 24
+# Candidate pairs looked up at once: bounds memory when a low threshold lets most pairs through.
+_CANDIDATE_PAIRS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -57,18 +60,19 @@ class Pairs:
 
 @dataclass(frozen=True)
 class PairSearch:
-    """The best pairs, and a histogram of every compared pair's cosine over [-1, 1]."""
+    """The best pairs, how many passed both thresholds, and every compared pair's cosine histogram."""
 
     pairs: Pairs
     histogram_D: Int[Tensor, " D"]
     compared: int
+    passed: int
 
 
 @jaxtyped(typechecker=beartype)
-def comparable_rows(rows_RE: Float[Tensor, "R E"], sign: bool) -> Float[Tensor, "R E"]:
+def comparable_rows(rows_RY: Float[Tensor, "R Y"], sign: bool) -> Float[Tensor, "R Y"]:
     """Rows as compared: unit-norm raw effects, or unit-norm sign patterns."""
-    rows_RE = rows_RE.float()
-    return unit_rows(torch.sign(rows_RE) if sign else rows_RE)
+    rows_RY = rows_RY.float()
+    return unit_rows(torch.sign(rows_RY) if sign else rows_RY)
 
 
 def _empty(device: torch.device) -> Pairs:
@@ -163,13 +167,28 @@ def _add_histogram(histogram_D: Tensor, cos_QD: Tensor, keep_QD: Tensor | None) 
     histogram_D[bins - 1] += counts_D[bins]  # cosine exactly 1
 
 
-def _exact_cosines(a_QE: Tensor, b_DE: Tensor, q_P: Tensor, d_P: Tensor) -> Tensor:
-    step = max(1, _RECOMPUTE_ELEMENTS // max(a_QE.shape[1], 1))
+def _exact_cosines(a_QY: Tensor, b_DY: Tensor, q_P: Tensor, d_P: Tensor) -> Tensor:
+    step = max(1, _RECOMPUTE_ELEMENTS // max(a_QY.shape[1], 1))
     parts = [
-        (a_QE[q_P[s : s + step]] * b_DE[d_P[s : s + step]]).sum(dim=1)
+        (a_QY[q_P[s : s + step]] * b_DY[d_P[s : s + step]]).sum(dim=1)
         for s in range(0, q_P.shape[0], step)
     ]
-    return torch.cat(parts) if parts else a_QE.new_zeros(0)
+    return torch.cat(parts) if parts else a_QY.new_zeros(0)
+
+
+def _exact_of(
+    screened_P: Tensor,
+    q_P: Tensor,
+    d_P: Tensor,
+    a_exact_QY: Tensor,
+    b_exact_DY: Tensor,
+    margin: float,
+    selected_P: Tensor,
+) -> Tensor:
+    """Exact cosines of the selected candidates (their screened ones when screening is exact)."""
+    if not margin:
+        return screened_P[selected_P]
+    return _exact_cosines(a_exact_QY, b_exact_DY, q_P[selected_P], d_P[selected_P])
 
 
 @jaxtyped(typechecker=beartype)
@@ -188,7 +207,8 @@ def find_pairs(
     screen_dtype: torch.dtype = torch.bfloat16,
     max_cached_bytes: int = 4 << 30,
 ) -> PairSearch:
-    """The ``top_n`` pairs with cosine >= threshold and co-occurrence <= threshold, each once.
+    """The ``top_n`` best pairs with cosine >= threshold and co-occurrence <= threshold, each once,
+    and how many pairs passed both thresholds.
 
     ``latents_R`` must be sorted and unique; ``load_rows(start, stop)`` returns those rows' effects
     (memory-mapped). With ``just_these``, only pairs with at least one of those latents are
@@ -206,7 +226,7 @@ def find_pairs(
     margin = 0.0 if screen_dtype == torch.float32 else SCREEN_MARGIN
     best = _empty(device)
     histogram_D = torch.zeros(bins, dtype=torch.long, device=device)
-    compared = 0
+    compared = passed = 0
     starts = list(range(0, n_rows, block_rows))
     in_query_R = torch.ones(n_rows, dtype=torch.bool, device=device)
     if just_these is not None:
@@ -221,16 +241,16 @@ def find_pairs(
         if query_Q.numel() == 0:
             continue
         if just_these is None:
-            a_exact_QE, a_screen_QE = rows.block(int(query_Q[0]))
+            a_exact_QY, a_screen_QY = rows.block(int(query_Q[0]))
         else:
-            a_exact_QE, a_screen_QE = rows.gather(query_Q)
+            a_exact_QY, a_screen_QY = rows.gather(query_Q)
         first_start = 0 if just_these is not None else int(query_Q[0])
         for start in starts:
             stop = min(start + block_rows, n_rows)
             if stop <= first_start:
                 continue
-            b_exact_DE, b_screen_DE = rows.block(start)
-            cos_QD = (a_screen_QE @ b_screen_DE.T).float()
+            b_exact_DY, b_screen_DY = rows.block(start)
+            cos_QD = (a_screen_QY @ b_screen_DY.T).float()
             row_Q1 = query_Q[:, None]
             col_1D = torch.arange(start, stop, device=device)[None, :]
             keep_QD: Tensor | None = None
@@ -247,38 +267,45 @@ def find_pairs(
             else:
                 compared += int(keep_QD.sum())
             _add_histogram(histogram_D, cos_QD, keep_QD)
-            # Once top_n pairs are held, a pair must beat the worst of them to matter.
-            bar = cosine_threshold
-            if len(best) >= top_n:
-                bar = max(bar, float(best.cosine_P[-1]))
             if keep_QD is not None:
                 cos_QD.masked_fill_(~keep_QD, -3.0)
             # Most rows hold no candidate: find the rows first, then search only those.
-            hit_H = (cos_QD.amax(dim=1) >= bar - margin).nonzero().squeeze(1)
-            if hit_H.numel() == 0:
-                continue
-            h_P, d_P = (cos_QD[hit_H] >= bar - margin).nonzero(as_tuple=True)
-            q_P = hit_H[h_P]
-            i_P, j_P = query_Q[q_P], d_P + start
-            low_P, high_P = torch.minimum(i_P, j_P), torch.maximum(i_P, j_P)
-            first_P, second_P = latents_R[low_P], latents_R[high_P]
-            counts_P = cooccurrence(first_P, second_P).to(device=device, dtype=torch.long)
-            rare_P = (counts_P <= cooccurrence_threshold).nonzero().squeeze(1)
-            screened_P = cos_QD[q_P[rare_P], d_P[rare_P]]
-            if margin and rare_P.numel() > top_n:
-                # Only pairs within 2 margins of the top_n-th screened cosine can end in the top_n.
-                nth = float(screened_P.topk(top_n).values[-1])
-                rare_P = rare_P[screened_P >= nth - 2 * margin]
-                screened_P = cos_QD[q_P[rare_P], d_P[rare_P]]
-            q_P, d_P = q_P[rare_P], d_P[rare_P]
-            exact = margin > 0
-            cosine_P = _exact_cosines(a_exact_QE, b_exact_DE, q_P, d_P) if exact else screened_P
-            passing_P = (cosine_P >= cosine_threshold).nonzero().squeeze(1)
-            found = Pairs(
-                first_P[rare_P][passing_P],
-                second_P[rare_P][passing_P],
-                cosine_P[passing_P],
-                counts_P[rare_P][passing_P],
-            )
-            best = _best(_concat(best, found), top_n)
-    return PairSearch(best, histogram_D, compared)
+            hit_H = (cos_QD.amax(dim=1) >= cosine_threshold - margin).nonzero().squeeze(1)
+            step = max(1, _CANDIDATE_PAIRS // max(cos_QD.shape[1], 1))
+            for h in range(0, hit_H.numel(), step):
+                rows_H = hit_H[h : h + step]
+                h_P, d_P = (cos_QD[rows_H] >= cosine_threshold - margin).nonzero(as_tuple=True)
+                q_P = rows_H[h_P]
+                i_P, j_P = query_Q[q_P], d_P + start
+                first_P = latents_R[torch.minimum(i_P, j_P)]
+                second_P = latents_R[torch.maximum(i_P, j_P)]
+                counts_P = cooccurrence(first_P, second_P).to(device=device, dtype=torch.long)
+                rare_P = (counts_P <= cooccurrence_threshold).nonzero().squeeze(1)
+                q_P, d_P = q_P[rare_P], d_P[rare_P]
+                first_P, second_P, counts_P = first_P[rare_P], second_P[rare_P], counts_P[rare_P]
+                screened_P = cos_QD[q_P, d_P]
+                exact = partial(_exact_of, screened_P, q_P, d_P, a_exact_QY, b_exact_DY, margin)
+                # A screened cosine a margin above the threshold passes for sure; only those
+                # near it need their exact cosine to be counted.
+                near_P = (screened_P < cosine_threshold + margin).nonzero().squeeze(1)
+                passed += screened_P.numel() - near_P.numel()
+                passed += int((exact(near_P) >= cosine_threshold).sum())
+                # Once top_n pairs are held, a pair must beat the worst of them to be kept.
+                bar = cosine_threshold
+                if len(best) >= top_n:
+                    bar = max(bar, float(best.cosine_P[-1]))
+                kept_P = (screened_P >= bar - margin).nonzero().squeeze(1)
+                if margin and kept_P.numel() > top_n:
+                    # Only pairs within 2 margins of the top_n-th screened cosine can be kept.
+                    nth = float(screened_P[kept_P].topk(top_n).values[-1])
+                    kept_P = kept_P[screened_P[kept_P] >= nth - 2 * margin]
+                cosine_P = exact(kept_P)
+                passing_P = kept_P[cosine_P >= cosine_threshold]
+                found = Pairs(
+                    first_P[passing_P],
+                    second_P[passing_P],
+                    cosine_P[cosine_P >= cosine_threshold],
+                    counts_P[passing_P],
+                )
+                best = _best(_concat(best, found), top_n)
+    return PairSearch(best, histogram_D, compared, passed)

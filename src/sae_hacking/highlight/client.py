@@ -4,10 +4,7 @@ The run directory holds ``config.json``, ``highlight.json`` (the server's answer
 (self-contained; open it in any browser). File names are fixed here, never taken from the server.
 """
 
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
@@ -16,77 +13,11 @@ from rich.text import Text
 
 from sae_hacking.devices import command_line
 from sae_hacking.errors import UserInputError
+from sae_hacking.highlight.config import ClientConfig
 from sae_hacking.highlight.render import result_html, result_rich
-from sae_hacking.highlight.schemas import (
-    MAX_LATENTS,
-    MAX_PROMPT_CHARS,
-    MAX_TOP_K,
-    HighlightResult,
-    ServerInfo,
-)
+from sae_hacking.highlight.schemas import HighlightResult, ServerInfo
 from sae_hacking.io.atomic import atomic_write_json, atomic_write_text
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
-
-DEFAULT_SERVER_URL = "http://127.0.0.1:8000"
-
-
-def parse_feature_idx(values: list[str]) -> tuple[int, ...]:
-    """``--feature-idx 3 --feature-idx 5,8`` to ``(3, 5, 8)``."""
-    latents: list[int] = []
-    for value in values:
-        for part in re.split(r"[,\s]+", value.strip()):
-            if not part:
-                continue
-            if not part.isdigit():
-                raise UserInputError(
-                    "--feature-idx",
-                    f"'{part}' is not a latent id; give non-negative integers, e.g. 3,5",
-                )
-            latents.append(int(part))
-    return tuple(latents)
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """What ``prompt_client`` was asked to do."""
-
-    prompt: str
-    sae_release: str | None = None
-    sae_id: str | None = None
-    feature_idx: tuple[int, ...] = ()
-    top_k: int = 10
-    server_url: str = DEFAULT_SERVER_URL
-    output_dir: Path = field(default_factory=default_output_dir)
-    timeout_s: float = 600.0
-
-    def __post_init__(self) -> None:
-        if not self.prompt:
-            raise UserInputError("--prompt", "is empty; give the text to highlight")
-        if len(self.prompt) > MAX_PROMPT_CHARS:
-            raise UserInputError(
-                "--prompt", f"is {len(self.prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
-            )
-        if len(self.feature_idx) > MAX_LATENTS:
-            raise UserInputError(
-                "--feature-idx", f"{len(self.feature_idx)} latents; ask for at most {MAX_LATENTS}"
-            )
-        if len(set(self.feature_idx)) != len(self.feature_idx):
-            raise UserInputError("--feature-idx", "a latent is given twice; give each once")
-        if not 1 <= self.top_k <= MAX_TOP_K:
-            raise UserInputError("--top-k", f"{self.top_k} is outside 1-{MAX_TOP_K}")
-        if (self.sae_release is None) != (self.sae_id is None):
-            raise UserInputError(
-                "--sae-id",
-                "give --sae-release and --sae-id together, or neither (the server's default)",
-            )
-        parts = urlsplit(self.server_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserInputError(
-                "--server-url",
-                f"'{self.server_url}' is not an http(s) address, e.g. {DEFAULT_SERVER_URL}",
-            )
-        if self.timeout_s <= 0:
-            raise UserInputError("--timeout", "must be positive")
 
 
 def _refusal(response: httpx.Response) -> UserInputError:
@@ -103,7 +34,7 @@ def _refusal(response: httpx.Response) -> UserInputError:
 def fetch(config: ClientConfig) -> HighlightResult:
     """Ask the server; connection failures and refusals become one-line errors."""
     try:
-        with httpx.Client(base_url=config.server_url, timeout=config.timeout_s) as http:
+        with httpx.Client(base_url=config.server_url, timeout=config.timeout) as http:
             release, sae_id = config.sae_release, config.sae_id
             if release is None or sae_id is None:
                 response = http.get("/api/info")
@@ -141,7 +72,7 @@ def run(config: ClientConfig, console: Console | None = None) -> Path:
     """Fetch the highlight, write JSON and HTML into a fresh run directory, print it coloured."""
     # Fetched first: a refused or unreachable request leaves no empty run directory behind.
     result = fetch(config)
-    run_dir = make_run_dir(config.output_dir, "prompt_client")
+    run_dir = make_run_dir(config.output_dir or default_output_dir(), "prompt_client")
     write_config(run_dir, config, command_line())
     atomic_write_json(run_dir / "highlight.json", result.model_dump())
     html_path = run_dir / "highlight.html"

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.highlight.cache import LruCache, SaeKey
-from sae_hacking.highlight.protocol import HighlightError, neuronpedia_url
+from sae_hacking.highlight.protocol import HighlightError
 from sae_hacking.highlight.schemas import (
     HighlightRequest,
     HighlightResult,
@@ -21,6 +21,7 @@ from sae_hacking.highlight.schemas import (
     TopLatent,
 )
 from sae_hacking.llm.models import stop_layer
+from sae_hacking.neuronpedia import neuronpedia_url
 
 
 @jaxtyped(typechecker=beartype)

@@ -4,8 +4,6 @@ from typing import Protocol, runtime_checkable
 
 from sae_hacking.highlight.schemas import HighlightRequest, HighlightResult, ServerInfo
 
-NEURONPEDIA = "https://www.neuronpedia.org"
-
 
 class HighlightError(Exception):
     """A request the highlighter cannot answer, with the HTTP status that says why."""
@@ -27,8 +25,3 @@ class Highlighter(Protocol):
     def highlight(self, request: HighlightRequest) -> HighlightResult:
         """Activations of the requested latents (or the top ones) on every token of the prompt."""
         ...
-
-
-def neuronpedia_url(neuronpedia_id: str | None, latent: int) -> str | None:
-    """The latent's Neuronpedia page, where the SAE has one."""
-    return None if not neuronpedia_id else f"{NEURONPEDIA}/{neuronpedia_id}/{latent}"

@@ -4,12 +4,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-# Bounds that keep one request from holding the model for long or filling memory.
-MAX_PROMPT_CHARS = 8_000
-MAX_LATENTS = 16
-MAX_TOP_K = 50
-MAX_NAME_CHARS = 200
-MAX_LATENT_ID = 2**31 - 1
+from sae_hacking.highlight.limits import (
+    MAX_LATENT_ID,
+    MAX_LATENTS,
+    MAX_NAME_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_TOP_K,
+)
+
 # Release and id names as sae-lens spells them: no control characters, no spaces at the ends.
 NAME_PATTERN = r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$"
 

@@ -45,29 +45,29 @@ class RowAccumulator:
         self.device = device
         self._slot_E = torch.full((ablator_width,), -1, dtype=torch.long, device=device)
         self._latents_R = torch.zeros(0, dtype=torch.long, device=device)
-        self._rows_RE = torch.zeros(0, reader_width, device=device)
+        self._rows_RY = torch.zeros(0, reader_width, device=device)
         self._counts_R = torch.zeros(0, dtype=torch.long, device=device)
 
     @property
     def n_rows(self) -> int:
         return int(self._latents_R.shape[0])
 
-    def add(self, latents_K: Int[Tensor, " K"], effects_KE: Float[Tensor, "K E"]) -> None:
+    def add(self, latents_K: Int[Tensor, " K"], effects_KY: Float[Tensor, "K Y"]) -> None:
         """Add one ablation's effect per row (a latent may repeat)."""
         latents_K = latents_K.to(self.device)
-        new_N = latents_K.unique()
-        new_N = new_N[self._slot_E[new_N] < 0]
-        if new_N.numel():
-            self._slot_E[new_N] = torch.arange(
-                self.n_rows, self.n_rows + new_N.numel(), device=self.device
+        new_R = latents_K.unique()
+        new_R = new_R[self._slot_E[new_R] < 0]
+        if new_R.numel():
+            self._slot_E[new_R] = torch.arange(
+                self.n_rows, self.n_rows + new_R.numel(), device=self.device
             )
-            self._latents_R = torch.cat([self._latents_R, new_N])
-            self._rows_RE = torch.cat(
-                [self._rows_RE, self._rows_RE.new_zeros(new_N.numel(), self.reader_width)]
+            self._latents_R = torch.cat([self._latents_R, new_R])
+            self._rows_RY = torch.cat(
+                [self._rows_RY, self._rows_RY.new_zeros(new_R.numel(), self.reader_width)]
             )
-            self._counts_R = torch.cat([self._counts_R, self._counts_R.new_zeros(new_N.numel())])
+            self._counts_R = torch.cat([self._counts_R, self._counts_R.new_zeros(new_R.numel())])
         slots_K = self._slot_E[latents_K]
-        self._rows_RE.index_add_(0, slots_K, effects_KE.to(self.device, torch.float32))
+        self._rows_RY.index_add_(0, slots_K, effects_KY.to(self.device, torch.float32))
         self._counts_R.index_add_(0, slots_K, torch.ones_like(slots_K))
 
     def take(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -75,7 +75,7 @@ class RowAccumulator:
         order_R = self._latents_R.argsort()
         taken = (
             self._latents_R[order_R].cpu(),
-            self._rows_RE[order_R].cpu(),
+            self._rows_RY[order_R].cpu(),
             self._counts_R[order_R].cpu(),
         )
         self.__init__(self.ablator_width, self.reader_width, self.device)
@@ -95,13 +95,13 @@ class StoreInfo:
 
 
 def write_shard(
-    directory: Path, name: str, latents_R: Tensor, rows_RE: Tensor, counts_R: Tensor
+    directory: Path, name: str, latents_R: Tensor, rows_RY: Tensor, counts_R: Tensor
 ) -> dict[str, Any]:
     """Write one shard (rows sorted by latent) and return its manifest entry."""
     save_bundle(
         directory,
         name,
-        {"latents_R": latents_R, "effects_RE": rows_RE.float(), "counts_R": counts_R},
+        {"latents_R": latents_R, "effects_RE": rows_RY.float(), "counts_R": counts_R},
         {"rows": int(latents_R.shape[0])},
     )
     return {"name": name, "rows": int(latents_R.shape[0])}
@@ -218,7 +218,7 @@ def compact(
     entries = []
     for number, begin in enumerate(range(0, all_latents.shape[0], rows_per_shard)):
         block_R = all_latents[begin : begin + rows_per_shard]
-        rows_RE = torch.zeros(block_R.shape[0], reader_width)
+        rows_RY = torch.zeros(block_R.shape[0], reader_width)
         counts_R = torch.zeros(block_R.shape[0], dtype=torch.long)
         low, high = int(block_R[0]), int(block_R[-1])
         for shard in shards:
@@ -228,19 +228,19 @@ def compact(
             if start == stop:
                 continue
             with safe_open(str(shard.path), framework="pt") as handle:
-                part_RE = handle.get_slice("effects_RE")[start:stop]
+                part_RY = handle.get_slice("effects_RE")[start:stop]
                 part_counts = handle.get_slice("counts_R")[start:stop]
             where = torch.searchsorted(block_R, shard.latents_R[start:stop])
-            rows_RE.index_add_(0, where, part_RE)
+            rows_RY.index_add_(0, where, part_RY)
             counts_R.index_add_(0, where, part_counts)
-        entries.append(write_shard(out, f"effects-{number:05d}", block_R, rows_RE, counts_R))
+        entries.append(write_shard(out, f"effects-{number:05d}", block_R, rows_RY, counts_R))
     extra = {"compacted": True, "sources": [str(s) for s in sources]}
     info = StoreInfo(manifests[0]["ablator"], manifests[0]["reader"], manifests[0]["model"])
     write_manifest(out, info, entries, extra)
     return read_manifest(out, info_flag)
 
 
-class EffectRows:
+class EffectStore:
     """A compacted store opened for reading: all latent ids and counts, rows read by range (memory-mapped)."""
 
     def __init__(self, directory: Path, flag: str) -> None:

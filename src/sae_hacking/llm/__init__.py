@@ -11,45 +11,57 @@ Public API (what every language-model script imports):
 - corpora: ``CorpusSpec``, ``iter_texts(spec, rank, world, skip)``,
   ``iter_token_batches(texts, tokenizer, batch_size, max_tokens)``, ``TokenBatch``.
 - ranks: ``init_ranks(device)``, ``RankInfo``, ``sum_across_ranks``.
+
+Names are imported on first use (``from sae_hacking.llm import tiny_model`` loads
+``llm.models`` then), so importing one submodule, or a config that names a default model, never
+pays for transformer-lens and sae-lens (about 18 s here).
 """
 
-from sae_hacking.llm.corpus import (
-    CorpusSpec,
-    TokenBatch,
-    iter_texts,
-    iter_token_batches,
-    tokenize_batch,
-)
-from sae_hacking.llm.distributed import RankInfo, init_ranks, rank_device, sum_across_ranks
-from sae_hacking.llm.models import (
-    DEFAULT_MODEL,
-    TINY_MODEL,
-    hook_layer,
-    hook_width,
-    load_model,
-    model_config,
-    parse_dtype,
-    stop_layer,
-    tiny_model,
-)
-from sae_hacking.llm.saes import (
-    DEFAULT_ABLATOR_ID,
-    DEFAULT_READER_ID,
-    DEFAULT_RELEASE,
-    TINY_ABLATOR_ID,
-    TINY_READER_ID,
-    TINY_RELEASE,
-    check_pairing,
-    firing_latents,
-    hook_activations,
-    load_sae,
-    load_sae_from_disk,
-    random_sae,
-    resolve_sae,
-    sae_hook_name,
-    tiny_sae,
-)
-from sae_hacking.llm.tokenizer import tiny_tokenizer, train_tiny_tokenizer
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sae_hacking.llm.corpus import (
+        CorpusSpec,
+        TokenBatch,
+        iter_texts,
+        iter_token_batches,
+        tokenize_batch,
+    )
+    from sae_hacking.llm.distributed import RankInfo, init_ranks, rank_device, sum_across_ranks
+    from sae_hacking.llm.models import (
+        hook_layer,
+        hook_width,
+        load_model,
+        model_config,
+        parse_dtype,
+        stop_layer,
+        tiny_model,
+    )
+    from sae_hacking.llm.options import (
+        DEFAULT_ABLATOR_ID,
+        DEFAULT_MODEL,
+        DEFAULT_READER_ID,
+        DEFAULT_RELEASE,
+        TINY_ABLATOR_ID,
+        TINY_MODEL,
+        TINY_READER_ID,
+        TINY_RELEASE,
+    )
+    from sae_hacking.llm.saes import (
+        check_pairing,
+        firing_latents,
+        hook_activations,
+        load_sae,
+        load_sae_from_disk,
+        random_sae,
+        resolve_sae,
+        sae_hook_name,
+        tiny_sae,
+    )
+    from sae_hacking.llm.tokenizer import tiny_tokenizer, train_tiny_tokenizer
+
+_SUBMODULES = ("options", "corpus", "distributed", "tokenizer", "models", "saes")
 
 __all__ = [
     "DEFAULT_ABLATOR_ID",
@@ -88,3 +100,12 @@ __all__ = [
     "tokenize_batch",
     "train_tiny_tokenizer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for submodule in _SUBMODULES:
+            module = importlib.import_module(f"sae_hacking.llm.{submodule}")
+            if name in vars(module):
+                return vars(module)[name]
+    raise AttributeError(f"module 'sae_hacking.llm' has no attribute '{name}'")

@@ -16,9 +16,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from sae_hacking.errors import UserInputError
-
-LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
-DEFAULT_DATASET_ID = "monology/pile-uncopyrighted"
+from sae_hacking.llm.options import DEFAULT_DATASET_ID, LOCAL_SUFFIXES
 
 
 @dataclass(frozen=True)

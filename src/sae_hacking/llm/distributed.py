@@ -1,7 +1,10 @@
 """torch.distributed under torchrun: which rank this is, its device, and summing tensors across ranks."""
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -52,6 +55,23 @@ def sum_across_ranks(tensor: Tensor, ranks: RankInfo) -> Tensor:
     if ranks.world > 1:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
+
+
+def main_rank_makes(ranks: RankInfo, make: Callable[[], Path]) -> Path:
+    """Rank 0 makes the run directory and every rank gets its path (collective).
+
+    If rank 0 fails, the others are told so instead of waiting for it forever.
+    """
+    box: list[Any] = [None]
+    try:
+        if ranks.is_main:
+            box = [str(make())]
+    finally:
+        if ranks.world > 1:
+            dist.broadcast_object_list(box, src=0)
+    if box[0] is None:
+        raise RuntimeError("rank 0 could not make the run directory")
+    return Path(box[0])
 
 
 def barrier(ranks: RankInfo) -> None:

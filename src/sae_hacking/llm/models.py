@@ -19,12 +19,12 @@ from transformer_lens.loading_from_pretrained import (
     get_pretrained_model_config,
 )
 
+from sae_hacking.config import ConfigError
 from sae_hacking.errors import UserInputError
 from sae_hacking.llm.planted import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
+from sae_hacking.llm.options import DEFAULT_MODEL, TINY_MODEL
 from sae_hacking.llm.tokenizer import tiny_tokenizer
 
-TINY_MODEL = "tiny"
-DEFAULT_MODEL = "google/gemma-2-2b"
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -207,6 +207,22 @@ def model_config(name: str, flag: str = "--model") -> HookedTransformerConfig:
         return get_pretrained_model_config(official)
     except OSError as error:
         raise UserInputError(flag, f"cannot read the config of '{name}': {error}") from error
+
+
+def prompt_length(
+    requested: int | None, default: int, model: str, field: str = "max_tokens_in_prompt"
+) -> int:
+    """Tokens per prompt, BOS included: ``requested``, else ``default`` capped at the model's context.
+
+    Past the context transformer-lens's rotary embedding fails mid-run with an IndexError, so a
+    request for more is refused here, before anything runs.
+    """
+    n_ctx = model_config(model).n_ctx
+    if requested is None:
+        return min(default, n_ctx)
+    if requested > n_ctx:
+        raise ConfigError(field, f"{requested} exceeds the {n_ctx}-token context of '{model}'")
+    return requested
 
 
 def load_model(

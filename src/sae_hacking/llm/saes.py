@@ -24,15 +24,10 @@ from transformer_lens import HookedTransformerConfig
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.llm.models import hook_width, stop_layer
+from sae_hacking.llm.options import TINY_ABLATOR_ID, TINY_RELEASE
 from sae_hacking.llm.tokenizer import TINY_TEXT
 from sae_hacking.memory import check_fits
 
-DEFAULT_RELEASE = "gemma-scope-2b-pt-res-canonical"
-DEFAULT_ABLATOR_ID = "layer_20/width_65k/canonical"
-DEFAULT_READER_ID = "layer_21/width_65k/canonical"
-TINY_RELEASE = "tiny"
-TINY_ABLATOR_ID = "blocks.3.hook_resid_post/jumprelu/512"
-TINY_READER_ID = "blocks.4.hook_resid_post/jumprelu/512"
 TINY_TARGET_L0 = 24.0
 SaeKind = Literal["jumprelu", "topk"]
 

@@ -10,13 +10,6 @@ from typing import Any
 
 from sae_hacking.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 
-NEURONPEDIA = "https://www.neuronpedia.org"
-
-
-def neuronpedia_url(neuronpedia_id: str | None, latent: int) -> str | None:
-    """The latent's Neuronpedia page, when the SAE has a Neuronpedia id (``model/source``)."""
-    return None if not neuronpedia_id else f"{NEURONPEDIA}/{neuronpedia_id}/{latent}"
-
 
 @dataclass(frozen=True)
 class LatentInfo:

@@ -1,25 +1,24 @@
 """The pair-search run: effect rows (and co-occurrence counts) in, pairs and their report out."""
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 
+from sae_hacking.config import ConfigError
 from sae_hacking.core.pairs import find_pairs
 from sae_hacking.devices import command_line, resolve_device
-from sae_hacking.errors import UserInputError
 from sae_hacking.io.ablation_sources import firing_of, open_cooccurrence, pair_lookup
 from sae_hacking.io.cooccurrence_results import CooccurrenceResults
-from sae_hacking.io.effects import EffectRows, check_same_sources, compact, read_manifest
-from sae_hacking.io.rundir import make_run_dir, write_config
-from sae_hacking.pair_search.explanations import explain
+from sae_hacking.io.effects import EffectStore, check_same_sources, compact, read_manifest
+from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
+from sae_hacking.neuronpedia import explain, neuronpedia_url
+from sae_hacking.pair_search.config import PairSearchConfig
 from sae_hacking.pair_search.ranking import rank_pairs
 from sae_hacking.pair_search.report import (
     LatentInfo,
     PairRow,
-    neuronpedia_url,
     write_csv,
     write_histogram,
     write_html,
@@ -27,49 +26,9 @@ from sae_hacking.pair_search.report import (
 )
 
 SCRIPT = "look_for_pairs"
-SCORINGS = ("thresholds", "ranked")
 # Ranked scoring reads exact counts (the confidence needs them) and bars no count.
 ANY_COUNT = 2**62
 console = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class PairSearchConfig:
-    """A pair search over one or more selective-ablation runs' effects."""
-
-    ablation_dirs: tuple[Path, ...]
-    cooccurrence_dir: Path | None = None
-    cooccurrence_threshold: int = 0
-    cosine_sim_threshold: float = 0.5
-    sign: bool = False
-    scoring: str = "thresholds"
-    score_threshold: float = 0.3
-    just_these: tuple[int, ...] = ()
-    top_n: int = 1000
-    block_rows: int = 4096
-    explanations: bool = False
-    device: str = "auto"
-    output_dir: Path = Path("results")
-
-    def __post_init__(self) -> None:
-        if not self.ablation_dirs:
-            raise UserInputError(
-                "--ablation-dir", "give at least one gemma_selective_ablate.py run directory"
-            )
-        if not -1.0 <= self.cosine_sim_threshold <= 1.0:
-            raise UserInputError(
-                "--cosine-sim-threshold", f"{self.cosine_sim_threshold} is not in [-1, 1]"
-            )
-        if self.cooccurrence_threshold < 0:
-            raise UserInputError("--cooccurrence-threshold", "counts are 0 or more")
-        if self.scoring not in SCORINGS:
-            raise UserInputError("--scoring", f"'{self.scoring}'; use one of {', '.join(SCORINGS)}")
-        if self.scoring == "ranked" and self.cooccurrence_dir is None:
-            raise UserInputError("--scoring", "ranked scoring needs --cooccurrence-dir")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise UserInputError("--score-threshold", f"{self.score_threshold} is not in [0, 1]")
-        if self.top_n < 1 or self.block_rows < 1:
-            raise UserInputError("--top-n" if self.top_n < 1 else "--block-rows", "give 1 or more")
 
 
 def _effects_dir(run: Path) -> Path:
@@ -85,15 +44,15 @@ def _open_inputs(
     config: PairSearchConfig,
 ) -> tuple[list[Path], list[dict[str, Any]], CooccurrenceResults | None]:
     """Read and cross-check every input before a run directory is made."""
-    sources = [_effects_dir(d) for d in config.ablation_dirs]
+    sources = [_effects_dir(d) for d in config.ablation_dir]
     manifests = [read_manifest(s, "--ablation-dir") for s in sources]
     check_same_sources(manifests, "--ablation-dir")
     ablator = manifests[0]["ablator"]
     width = int(ablator["width"])
     for latent in config.just_these:
         if not 0 <= latent < width:
-            raise UserInputError(
-                "--just-these", f"{latent} is out of range; the ablator SAE has {width} latents"
+            raise ConfigError(
+                "just_these", f"{latent} is out of range; the ablator SAE has {width} latents"
             )
     if config.cooccurrence_dir is None:
         return sources, manifests, None
@@ -121,13 +80,13 @@ def run(config: PairSearchConfig) -> Path:
         console.print(
             "no --cooccurrence-dir: pairs are not filtered by co-occurrence", highlight=False
         )
-    run_dir = make_run_dir(config.output_dir, SCRIPT)
+    run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
     write_config(run_dir, config, command_line())
     if len(sources) == 1 and manifests[0].get("compacted"):
-        store = EffectRows(sources[0], "--ablation-dir")
+        store = EffectStore(sources[0], "--ablation-dir")
     else:
         compact(sources, run_dir / "effects", "--ablation-dir")
-        store = EffectRows(run_dir / "effects", "--ablation-dir")
+        store = EffectStore(run_dir / "effects", "--ablation-dir")
     ablator = store.manifest["ablator"]
     just_these = None
     if config.just_these:
@@ -190,23 +149,36 @@ def run(config: PairSearchConfig) -> Path:
         )
     ]
     kind = "sign-pattern cosine" if config.sign else "cosine"
-    summary = (
-        f"{len(rows)} pairs scoring >= {config.score_threshold:g} ({kind} x exclusion "
-        "confidence, siblings dropped)"
-        if ranked
-        else f"{len(rows)} pairs with {kind} >= {config.cosine_sim_threshold:g}"
-        + (
+    if ranked:
+        head = (
+            f"{len(rows)} pairs scoring >= {config.score_threshold:g} ({kind} x exclusion "
+            f"confidence, siblings dropped), scored from the best {len(search.pairs)} of the "
+            f"{search.passed} pairs with {kind} >= {config.score_threshold:g}"
+        )
+    else:
+        head = f"{search.passed} pairs with {kind} >= {config.cosine_sim_threshold:g}" + (
             f" and co-occurrence <= {config.cooccurrence_threshold}"
             if config.cooccurrence_dir
             else ""
         )
-    ) + f", from {store.latents_R.shape[0]} ablated latents ({search.compared} pairs compared)."
+    cut = not ranked and len(rows) < search.passed
+    summary = (
+        head
+        + f", from {store.latents_R.shape[0]} ablated latents ({search.compared} pairs compared)"
+        + (
+            f"; the best {len(rows)} shown (--top-n {config.top_n})."
+            if cut
+            else f"; all {len(rows)} shown."
+        )
+    )
     meta = {
         "summary": summary,
         "ablator": ablator,
         "reader": store.manifest["reader"],
         "similarity": kind,
         "compared": search.compared,
+        "passed": search.passed,
+        "shown": len(rows),
         "histogram": search.histogram_D.tolist(),
         "cooccurrence_dir": None if cooccurrence is None else str(cooccurrence.directory),
         "cooccurrence_tokens": None if cooccurrence is None else cooccurrence.tokens,

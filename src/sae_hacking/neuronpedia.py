@@ -1,4 +1,5 @@
-"""Neuronpedia explanations of latents, cached on disk; a missing network never fails a run."""
+"""Neuronpedia: a latent's page, and its explanations cached on disk (a missing network never
+fails a run)."""
 
 import json
 from pathlib import Path
@@ -7,7 +8,13 @@ import httpx
 
 from sae_hacking.io.atomic import atomic_write_json
 
-API = "https://www.neuronpedia.org/api/feature"
+NEURONPEDIA = "https://www.neuronpedia.org"
+API = f"{NEURONPEDIA}/api/feature"
+
+
+def neuronpedia_url(neuronpedia_id: str | None, latent: int) -> str | None:
+    """The latent's Neuronpedia page, when the SAE has a Neuronpedia id (``model/source``)."""
+    return None if not neuronpedia_id else f"{NEURONPEDIA}/{neuronpedia_id}/{latent}"
 
 
 def _fetch(client: httpx.Client, neuronpedia_id: str, latent: int) -> str | None:

@@ -70,17 +70,19 @@ def pooled(scores: list[Score]) -> Score:
 def test_through_a_reader_sae_the_ranked_hunt_finds_planted_pairs_with_p_and_r_at_least_0_8(
     hunts: list[HuntResult],
 ) -> None:
-    # Measured on seeds 0-4: see the numbers in the README's hunt table.
+    # Measured on seeds 0-4: pooled P 0.95, R 0.93 (63 of 68 pairs); per seed P/R 1.00/1.00 on
+    # three seeds, 0.93/1.00 on seed 3 and 0.80/0.62 on seed 2 (its ablator has a combination
+    # latent and split parents). The original scoring found 17 of the 68.
     for result in hunts:
         assert len(result.truth.pairs) >= 10  # every ablator really absorbs (at most 15 pairs)
     total = pooled([h.at_default["ranked"] for h in hunts])
-    assert total.precision >= 0.8
-    assert total.recall >= 0.8
+    assert total.precision >= 0.85
+    assert total.recall >= 0.85
     both = [
-        h.at_default["ranked"].precision >= 0.8 and h.at_default["ranked"].recall >= 0.8
+        h.at_default["ranked"].precision >= 0.9 and h.at_default["ranked"].recall >= 0.9
         for h in hunts
     ]
-    assert sum(both) >= len(SEEDS) - 1
+    assert sum(both) >= 3
 
 
 def test_the_original_scoring_through_a_reader_sae_misses_most_pairs(

@@ -26,7 +26,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch
 
 from sae_hacking.toy.data.synthetic import SyntheticSource
-from sae_hacking.toy.data.synthetic_models import PRESETS, load_synthetic_model
+from sae_hacking.toy.data.synthetic_models import load_synthetic_model
 from sae_hacking.toy.experiments.synthetic.config import SyntheticTrainConfig
 from sae_hacking.toy.experiments.synthetic.run import (
     build_sae,
@@ -61,11 +61,18 @@ def ours(
     width: int,
     l0: float,
     eval_samples: int,
+    compile_loss: bool,
 ) -> Row:
     device = source.device
     sae = build_sae(config, source.W_NM.shape[1], width, l0, torch.Generator(device).manual_seed(1))
     steps = config.samples // config.batch_size
-    settings = TrainSettings(steps=steps, batch_size=config.batch_size, lr=config.lr, log_every=steps)
+    settings = TrainSettings(
+        steps=steps,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        log_every=steps,
+        compile=compile_loss,
+    )
     eval_x_BM = source.sample_sparse(1024, torch.Generator(device).manual_seed(2)).x_BM
     result = train(
         sae,
@@ -133,20 +140,21 @@ def sae_lens(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="SynthSAEBench-16k on CUDA")
     parser.add_argument("--model", default=None, help="preset, config file or saved model")
     parser.add_argument("--architecture", default="batchtopk")
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--sae-lens-samples", type=int, default=None)
     parser.add_argument("--eval-samples", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="the SAE loss through torch.compile")
     args = parser.parse_args()
     device = torch.device("cuda" if args.gpu else "cpu")
     torch.set_num_threads(1)
     spec = args.model or ("synth-sae-bench-16k" if args.gpu else "synth-sae-bench-1k")
     samples = args.samples or (200_000_000 if args.gpu else 2_000_000)
-    lens_samples = args.sae_lens_samples if args.sae_lens_samples is not None else (
-        0 if args.gpu else samples
+    lens_samples = (
+        args.sae_lens_samples if args.sae_lens_samples is not None else (0 if args.gpu else samples)
     )
     eval_samples = args.eval_samples or (500_000 if args.gpu else 100_000)
     config = SyntheticTrainConfig(
@@ -159,12 +167,14 @@ def main() -> None:
     model = load_synthetic_model(spec, str(device))
     print(f"built {spec} on {device} in {time.perf_counter() - started:.1f} s")
     source = SyntheticSource(model, device)
-    width = default_width(spec, source.num_features) if spec in PRESETS else source.num_features // 4
-    l0 = 25.0 if spec == "synth-sae-bench-16k" else round(
-        frequent_l0(source, width, torch.Generator(device).manual_seed(0)), 1
+    width = default_width(spec, source.num_features)
+    l0 = (
+        25.0
+        if spec == "synth-sae-bench-16k"
+        else round(frequent_l0(source, width, torch.Generator(device).manual_seed(0)), 1)
     )
     print(f"{args.architecture}, width {width}, k {l0}, batch 1024, lr 3e-4, {samples:,} samples")
-    rows = [ours(config, source, width, l0, eval_samples)]
+    rows = [ours(config, source, width, l0, eval_samples, args.compile)]
     if lens_samples:
         rows.append(sae_lens(config, model, width, l0, lens_samples, eval_samples))
     header = "| trainer | samples | seconds | samples/s | MCC | F1 | L0 | explained variance |"

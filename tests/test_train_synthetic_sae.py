@@ -1,6 +1,8 @@
 """train_synthetic_sae.py end to end on a small saved sae-lens model, and its one-line errors."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,22 @@ def test_bad_flags_are_one_line_errors(flags: list[str], message: str, tmp_path:
     assert result.exit_code != 0
     assert message in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_and_flag_errors_import_no_heavy_library() -> None:
+    heavy = ("torch", "matplotlib", "sae_lens", "transformer_lens", "transformers", "datasets")
+    program = f"""
+import sys
+from typer.testing import CliRunner
+from sae_hacking.train_synthetic_sae import app
+runner = CliRunner()
+assert runner.invoke(app, ["--help"]).exit_code == 0
+refused = runner.invoke(app, ["--samples", "10"])
+assert refused.exit_code != 0 and "--samples" in refused.output, refused.output
+print(sorted(name for name in {heavy!r} if name in sys.modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

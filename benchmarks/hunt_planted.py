@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
 from sae_hacking.io.cooccurrence_results import load_cooccurrence
-from sae_hacking.io.effects import EffectRows
+from sae_hacking.io.effects import EffectStore
 from sae_hacking.llm.planted_hunt import write_planted_hunt
 from sae_hacking.llm.saes import load_sae_from_disk
 from sae_hacking.look_for_pairs import app as pairs_app
@@ -84,7 +84,7 @@ def main() -> None:
             "ranked": search("ranked", "--scoring", "ranked"),
         }
         # Decoder cosine and co-occurrence alone, over the same ablated latents.
-        latents_R = EffectRows(ablation / "effects", "--ablation-dir").latents_R
+        latents_R = EffectStore(ablation / "effects", "--ablation-dir").latents_R
         decoder_EM = load_sae_from_disk(case.ablator_dir).W_dec.detach()
         unit_RM = torch.nn.functional.normalize(decoder_EM[latents_R], dim=1)
         i_P, j_P = torch.triu_indices(len(latents_R), len(latents_R), offset=1)

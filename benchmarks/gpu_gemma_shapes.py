@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ablation import original as original_ablation
+from ablation_reference import reference_effects
 from cooccurrence import original_counting, toolkit_counting
 from sae_lens import HookedSAETransformer
 from transformer_lens import HookedTransformerConfig
@@ -276,7 +276,7 @@ def ablation_step(sizes: Sizes, device: torch.device, smoke: bool) -> Measured:
                 sizes.max_batch_ablations,
             )
             for chunk in chunks:
-                for latent, row in zip(chunk.latents_K.tolist(), chunk.effects_KD, strict=True):
+                for latent, row in zip(chunk.latents_K.tolist(), chunk.effects_KY, strict=True):
                     effects[latent] = effects.get(latent, 0) + row
         return effects
 
@@ -289,7 +289,7 @@ def ablation_step(sizes: Sizes, device: torch.device, smoke: bool) -> Measured:
         )
         t_original = (
             seconds_of(
-                lambda: original_ablation(
+                lambda: reference_effects(
                     model, ablator, reader, tokens_BS[:n], mask_BS[:n], counted_BS[:n], sizes.k
                 ),
                 device,
@@ -297,7 +297,7 @@ def ablation_step(sizes: Sizes, device: torch.device, smoke: bool) -> Measured:
             / n
         )
     # The same effects on the prompts both ran (the original's latents, summed over them).
-    reference = original_ablation(
+    _, reference = reference_effects(
         model, ablator, reader, tokens_BS[:n], mask_BS[:n], counted_BS[:n], sizes.k
     )
     fast = ours(n, n)

@@ -65,7 +65,9 @@ def ours(
     device = source.device
     sae = build_sae(config, source.W_NM.shape[1], width, l0, torch.Generator(device).manual_seed(1))
     steps = config.samples // config.batch_size
-    settings = TrainSettings(steps=steps, batch_size=config.batch_size, lr=config.lr, log_every=steps)
+    settings = TrainSettings(
+        steps=steps, batch_size=config.batch_size, lr=config.lr, log_every=steps
+    )
     eval_x_BM = source.sample_sparse(1024, torch.Generator(device).manual_seed(2)).x_BM
     result = train(
         sae,
@@ -145,8 +147,8 @@ def main() -> None:
     torch.set_num_threads(1)
     spec = args.model or ("synth-sae-bench-16k" if args.gpu else "synth-sae-bench-1k")
     samples = args.samples or (200_000_000 if args.gpu else 2_000_000)
-    lens_samples = args.sae_lens_samples if args.sae_lens_samples is not None else (
-        0 if args.gpu else samples
+    lens_samples = (
+        args.sae_lens_samples if args.sae_lens_samples is not None else (0 if args.gpu else samples)
     )
     eval_samples = args.eval_samples or (500_000 if args.gpu else 100_000)
     config = SyntheticTrainConfig(
@@ -159,9 +161,13 @@ def main() -> None:
     model = load_synthetic_model(spec, str(device))
     print(f"built {spec} on {device} in {time.perf_counter() - started:.1f} s")
     source = SyntheticSource(model, device)
-    width = default_width(spec, source.num_features) if spec in PRESETS else source.num_features // 4
-    l0 = 25.0 if spec == "synth-sae-bench-16k" else round(
-        frequent_l0(source, width, torch.Generator(device).manual_seed(0)), 1
+    width = (
+        default_width(spec, source.num_features) if spec in PRESETS else source.num_features // 4
+    )
+    l0 = (
+        25.0
+        if spec == "synth-sae-bench-16k"
+        else round(frequent_l0(source, width, torch.Generator(device).manual_seed(0)), 1)
     )
     print(f"{args.architecture}, width {width}, k {l0}, batch 1024, lr 3e-4, {samples:,} samples")
     rows = [ours(config, source, width, l0, eval_samples)]

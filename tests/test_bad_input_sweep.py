@@ -28,7 +28,7 @@ from sae_hacking.io.cooccurrence_results import (
     read_tensors,
     save_counts,
 )
-from sae_hacking.io.effects import EffectRows, StoreInfo, compact, write_manifest, write_shard
+from sae_hacking.io.effects import EffectStore, StoreInfo, compact, write_manifest, write_shard
 from sae_hacking.io.rundir import make_run_dir
 from sae_hacking.llm import CorpusSpec, iter_texts, load_sae, tiny_model, tiny_sae
 from tests.cooccurrence_setup import PROMPTS, config, write_corpus
@@ -189,7 +189,7 @@ def resume_read(shared: Shared, tmp: Path, damage: Callable[[Path], object]) -> 
 def open_damaged_store(shared: Shared, tmp: Path, damage: Callable[[Path], object]) -> None:
     store = copy_of(shared.effects, tmp)
     damage(store)
-    EffectRows(store, "--ablation-dir").rows(0, 10_000)
+    EffectStore(store, "--ablation-dir").rows(0, 10_000)
 
 
 def first_shard(store: Path) -> Path:

@@ -30,7 +30,7 @@ from sae_hacking.highlight.app import create_app
 from sae_hacking.highlight.highlighter import ModelHighlighter
 from sae_hacking.highlight.schemas import HighlightRequest
 from sae_hacking.highlight.server import registry_sae
-from sae_hacking.io.effects import EffectRows
+from sae_hacking.io.effects import EffectStore
 from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae, tokenize_batch
 from sae_hacking.llm.tokenizer import TINY_TEXT
 from sae_hacking.look_for_pairs import app as pairs_app
@@ -176,7 +176,7 @@ def test_an_ablation_batch_waits_for_the_gpu_at_most_once(
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 chunk = next(iterator)
-                chunk.effects_KD.add_(0)
+                chunk.effects_KY.add_(0)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
@@ -210,7 +210,7 @@ def test_ablation_and_pair_search_scripts_on_cuda_match_the_cpu_runs(
         out = tmp_path / f"ablate-{side}"
         result = CliRunner().invoke(ablate_app, ablation_flags(str(device), dtype, corpus, out))
         assert result.exit_code == 0, result.output
-        stores[side] = EffectRows(only_dir(out) / "effects", "x")
+        stores[side] = EffectStore(only_dir(out) / "effects", "x")
     cpu, gpu = stores["cpu"], stores["gpu"]
     assert torch.equal(cpu.latents_R, gpu.latents_R)  # the same top latents were ablated
     rows_cpu = cpu.rows(0, cpu.latents_R.shape[0]).float()

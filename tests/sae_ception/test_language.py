@@ -36,11 +36,15 @@ def test_the_head_reads_the_last_real_token_whatever_the_padding() -> None:
         model, "blocks.1.hook_resid_post", 2, torch.Generator().manual_seed(0), 32, 1
     )
     alone_BM, _ = classifier.forward_batch(["The snake slid"])
-    padded_BM, _ = classifier.forward_batch(["The snake slid", "The train to Oxford leaves at nine"])
+    padded_BM, _ = classifier.forward_batch(
+        ["The snake slid", "The train to Oxford leaves at nine"]
+    )
     torch.testing.assert_close(padded_BM[:1], alone_BM, atol=1e-5, rtol=1e-5)
     trained = set(classifier.trained_state())
     assert "head.weight" in trained and any(n.startswith("model.blocks.1.") for n in trained)
-    assert not any(n.startswith(("model.blocks.0.", "model.blocks.2.", "model.embed")) for n in trained)
+    assert not any(
+        n.startswith(("model.blocks.0.", "model.blocks.2.", "model.embed")) for n in trained
+    )
 
 
 def test_a_tiny_model_runs_a_cycle_on_a_local_labelled_file(tmp_path: Path) -> None:

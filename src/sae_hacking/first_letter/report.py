@@ -11,7 +11,7 @@ from typing import Any
 from sae_hacking.first_letter.config import FirstLetterConfig
 from sae_hacking.first_letter.evaluate import LetterResult, SaeResult
 from sae_hacking.io.atomic import atomic_write, atomic_write_json, atomic_write_text
-from sae_hacking.pair_search.report import neuronpedia_url
+from sae_hacking.neuronpedia import neuronpedia_url
 
 PAIRS_FILE = "absorbing_pairs.json"
 CSV_COLUMNS = (

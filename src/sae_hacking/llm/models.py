@@ -21,8 +21,8 @@ from transformer_lens.loading_from_pretrained import (
 
 from sae_hacking.config import ConfigError
 from sae_hacking.errors import UserInputError
-from sae_hacking.llm.planted import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
 from sae_hacking.llm.options import DEFAULT_MODEL, TINY_MODEL
+from sae_hacking.llm.planted import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
 from sae_hacking.llm.tokenizer import tiny_tokenizer
 
 DTYPES: dict[str, torch.dtype] = {

@@ -48,7 +48,7 @@ def test_the_tiny_run_writes_every_result_file(tmp_path: Path) -> None:
         for letter in sae["letters"]:
             assert 0.0 <= letter["absorption_fraction"] <= 1.0
             assert len(letter["f1_by_k"]) == 3
-    assert "pairs" in json.loads((run_dir / "absorbing_pairs.json").read_text())
+    assert "absorbed_pairs" in json.loads((run_dir / "absorbing_pairs.json").read_text())
     assert "<table>" in (run_dir / "report.html").read_text()
     assert len((run_dir / "letters.csv").read_text().splitlines()) == 1 + 2 * 26
 

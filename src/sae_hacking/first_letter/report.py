@@ -63,7 +63,12 @@ def letters_json(result: SaeResult) -> dict[str, Any]:
 
 
 def absorbing_pairs(results: list[SaeResult], hook_name: str) -> dict[str, Any]:
-    """Each included letter's main latents paired with its absorbers: the hunt's ground truth."""
+    """Each included letter's main latents paired with its absorbers: ground truth for a hunt.
+
+    Pairs use the planted model's truth keys (``letter_latent``, ``word_latent``, ``strength``,
+    see ``llm.planted_hunt``), so one reader scores a hunt against either; ``strength`` is the
+    share of the letter's probe true positives the absorber took part in.
+    """
     pairs = []
     for result in results:
         for r in result.letters:
@@ -73,10 +78,11 @@ def absorbing_pairs(results: list[SaeResult], hook_name: str) -> dict[str, Any]:
                 for a in r.absorbers:
                     pairs.append(
                         {
+                            "letter_latent": main,
+                            "word_latent": a.latent,
+                            "strength": a.words / max(r.probe_true_positives, 1),
                             "sae_id": result.sae_id,
                             "letter": r.letter,
-                            "main_latent": main,
-                            "absorber": a.latent,
                             "words": a.words,
                             "probe_true_positives": r.probe_true_positives,
                             "cosine": a.cosine,
@@ -84,9 +90,9 @@ def absorbing_pairs(results: list[SaeResult], hook_name: str) -> dict[str, Any]:
                         }
                     )
     return {
-        "description": "(main latent of a letter, latent that absorbs it) from the first-letter task",
+        "description": "(main latent of a letter, latent absorbing it) from the first-letter task",
         "hook_name": hook_name,
-        "pairs": pairs,
+        "absorbed_pairs": pairs,
     }
 
 

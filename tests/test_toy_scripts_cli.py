@@ -2,12 +2,9 @@
 
 import subprocess
 import sys
-from typing import Any
 
 import pytest
-import typer
 
-from sae_hacking.config import options_of
 from sae_hacking.toy.experiments.hedging.config import HedgingAbsorptionConfig
 from sae_hacking.toy.experiments.training.config import ToyTrainConfig
 
@@ -35,21 +32,6 @@ print(sorted(name for name in {HEAVY!r} if name in sys.modules))
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-
-
-@pytest.mark.parametrize("module", SCRIPTS)
-def test_every_config_option_is_one_flag_with_the_same_default(module: str) -> None:
-    script = __import__(module, fromlist=["app"])
-    command = typer.main.get_command(script.app)
-    params: dict[str, Any] = {p.name: p for p in command.params if p.name != "context"}
-    fields = {f.name: f for f in options_of(SCRIPTS[module])}
-    assert set(params) == set(fields)
-    for name, field in fields.items():
-        default = params[name].default
-        if isinstance(field.default, tuple):
-            assert default == [",".join(str(v) for v in field.default)], name
-        else:
-            assert default == field.default, name
 
 
 def test_ctrl_c_before_a_run_directory_exists_is_one_line_and_status_130(

@@ -578,3 +578,22 @@ def test_bad_input_is_refused_in_one_line_or_recovered(
 
 def test_the_sweep_names_each_case_once() -> None:
     assert len({case.name for case in CASES}) == len(CASES)
+
+
+def test_a_server_answering_info_with_non_json_is_one_line(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from sae_hacking.highlight.client import run
+    from sae_hacking.highlight.config import ClientConfig
+    from tests.highlight.fakes import live_server
+
+    app = FastAPI()
+    app.get("/api/info", response_class=PlainTextResponse)(lambda: "<html>not a prompt server")
+    with live_server(app) as url:
+        config = ClientConfig(prompt="hello", server_url=url, output_dir=tmp_path / "out")
+        with pytest.raises(UserInputError) as caught:
+            run(config)
+    assert caught.value.flag == "--server-url"
+    assert "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists()

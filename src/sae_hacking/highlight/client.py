@@ -31,6 +31,15 @@ def _refusal(response: httpx.Response) -> UserInputError:
     return UserInputError("server", f"refused the request (HTTP {response.status_code}): {detail}")
 
 
+def _server_info(response: httpx.Response, server_url: str) -> ServerInfo:
+    try:
+        return ServerInfo.model_validate(response.json())
+    except (ValueError, ValidationError) as error:
+        raise UserInputError(
+            "--server-url", f"{server_url} answers /api/info, but not as a prompt server does"
+        ) from error
+
+
 def fetch(config: ClientConfig) -> HighlightResult:
     """Ask the server; connection failures and refusals become one-line errors."""
     try:
@@ -40,7 +49,7 @@ def fetch(config: ClientConfig) -> HighlightResult:
                 response = http.get("/api/info")
                 if response.status_code != 200:
                     raise _refusal(response)
-                info = ServerInfo.model_validate(response.json())
+                info = _server_info(response, config.server_url)
                 release, sae_id = info.default_sae_release, info.default_sae_id
             response = http.post(
                 "/api/highlight",

@@ -597,3 +597,42 @@ def test_a_server_answering_info_with_non_json_is_one_line(tmp_path: Path) -> No
     assert caught.value.flag == "--server-url"
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_corpus_refused_while_counting_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae_hacking.cooccurrence.run import run
+    from sae_hacking.llm import corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "CHECKED_TEXTS", 2)  # the bad line lies past the check
+    lines = [json.dumps({"text": prompt}) for prompt in PROMPTS[:6]] + ["{not json"]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserInputError) as caught:
+        run(config(corpus, tmp_path / "out"))
+    assert caught.value.flag == "--dataset-path", str(caught.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_cooccurrence_run_that_counted_no_token_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae_hacking.cooccurrence import run as cooccurrence_run
+    from sae_hacking.llm.corpus import TokenBatch
+
+    real = cooccurrence_run.iter_token_batches
+
+    def only_bos(*args: Any, **kwargs: Any) -> Any:
+        # A tokenizer that gives each prompt nothing after BOS (what a 1-token prompt length did).
+        for batch in real(*args, **kwargs):
+            counted_BS = torch.zeros_like(batch.counted_BS)
+            yield TokenBatch(batch.tokens_BS, batch.attention_mask_BS, counted_BS)
+
+    monkeypatch.setattr(cooccurrence_run, "iter_token_batches", only_bos)
+    corpus = write_corpus(tmp_path / "corpus.txt", PROMPTS[:6])
+    with pytest.raises(UserInputError) as caught:
+        cooccurrence_run.run(config(corpus, tmp_path / "out"))
+    assert caught.value.flag == "max_tokens_in_prompt", str(caught.value)
+    assert "no token" in caught.value.problem
+    assert list((tmp_path / "out").iterdir()) == []

@@ -207,3 +207,10 @@ def test_sigkilled_script_resumes_to_exactly_the_uninterrupted_counts(
     assert torch.equal(resumed["pair_counts"], expected["pair_counts"])
     assert torch.equal(resumed["firing_counts"], expected["firing_counts"])
     assert read_manifest(run_dir)["prompts"] == len(prompts)
+
+
+def test_resume_removes_the_temporaries_a_kill_left(crashed: Path, corpus: Path) -> None:
+    stale = crashed / ".counts.safetensors.x7q2.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    run(config(corpus, crashed.parent / "unused", batch_size=2, resume=crashed))
+    assert not stale.exists()

@@ -23,10 +23,16 @@ from sae_hacking.cooccurrence.checkpoint import check_resumable, checkpoint, sta
 from sae_hacking.cooccurrence.config import DEFAULT_PROMPT_TOKENS, CooccurrenceConfig
 from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
 from sae_hacking.devices import command_line, resolve_device
-from sae_hacking.io.atomic import append_jsonl
+from sae_hacking.io.atomic import append_jsonl, remove_stale_temporaries
 from sae_hacking.io.cooccurrence_results import COUNTS, has_results
-from sae_hacking.io.rundir import default_output_dir, jsonable, make_run_dir, write_config
-from sae_hacking.llm.corpus import TokenBatch, iter_texts, iter_token_batches
+from sae_hacking.io.rundir import (
+    default_output_dir,
+    jsonable,
+    make_run_dir,
+    removed_unless_used,
+    write_config,
+)
+from sae_hacking.llm.corpus import TokenBatch, check_corpus, iter_texts, iter_token_batches
 from sae_hacking.llm.distributed import (
     RankInfo,
     init_ranks,
@@ -149,16 +155,44 @@ def _load_checked(
 
 def _run(config: CooccurrenceConfig, ranks: RankInfo, device: torch.device) -> Path:
     corpus = corpus_of(config)
+    check_corpus(corpus)
     model, sae = _load_checked(config, device)
+    if config.resume is not None:
+        check_resumable(config.resume, ranks)
+        if ranks.is_main:
+            remove_stale_temporaries(config.resume)
+        return _count(config, ranks, device, model, sae, config.resume)
+    # The run directory is made only once every input has been checked, and removed again if the
+    # corpus is refused while streaming before anything beside its config was written.
+    run_dir = main_rank_makes(
+        ranks, lambda: make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
+    )
+    if not ranks.is_main:
+        return _count(config, ranks, device, model, sae, run_dir)
+    with removed_unless_used(run_dir):
+        return _count(config, ranks, device, model, sae, run_dir)
+
+
+def _total_tokens(tokens: int, ranks: RankInfo, device: torch.device) -> int:
+    if ranks.world == 1:
+        return tokens
+    total = torch.tensor([tokens], dtype=torch.int64, device=device)
+    dist.all_reduce(total)
+    return int(total.item())
+
+
+def _count(
+    config: CooccurrenceConfig,
+    ranks: RankInfo,
+    device: torch.device,
+    model: HookedSAETransformer,
+    sae: SAE[Any],
+    run_dir: Path,
+) -> Path:
+    corpus = corpus_of(config)
     hook_name = sae_hook_name(sae)
     width = sae.cfg.d_sae
     dtype = getattr(torch, config.choose_count_dtype(ranks.world))
-    if config.resume is not None:
-        check_resumable(config.resume, ranks)
-    # The run directory is made only once every input has been checked.
-    run_dir = config.resume or main_rank_makes(
-        ranks, lambda: make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
-    )
     if ranks.is_main:
         if config.resume is None:
             write_config(run_dir, config, command_line())
@@ -205,5 +239,12 @@ def _run(config: CooccurrenceConfig, ranks: RankInfo, device: torch.device) -> P
             )
             if config.save_every and step % config.save_every == 0:
                 checkpoint(config, run_dir, sae, counter, ranks, complete=False)
+    # Before ranks reduce, counter.tokens on rank 0 holds the saved tokens plus its own.
+    if _total_tokens(counter.tokens, ranks, device) == 0:
+        raise ConfigError(
+            "max_tokens_in_prompt",
+            f"{counter.prompts_before + counter.prompts} prompts gave no token to count "
+            "(BOS is not counted); give longer prompts or a larger --max-tokens-in-prompt",
+        )
     checkpoint(config, run_dir, sae, counter, ranks, complete=True)
     return run_dir

@@ -1,5 +1,6 @@
 """The selective-ablation script end to end on the tiny model: outputs, resume, bad input."""
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -107,7 +108,10 @@ def test_resumed_run_ends_identical_to_an_uninterrupted_one(
         "error: --abridge-ablations-to: 5 contradicts the resumed run's 4; leave it out to "
         "resume, or start a new run"
     )
+    stale = cut / "partial" / "rank-0" / ".effects.json.k2j3.tmp"  # a kill mid-write leaves these
+    stale.write_text("{half")
     assert invoke([*args, "--resume", str(cut)]).exit_code == 0
+    assert not stale.exists()
     resumed = EffectStore(cut / "effects", "x")
     assert torch.equal(resumed.latents_R, whole.latents_R)
     assert torch.equal(resumed.counts_R, whole.counts_R)
@@ -243,3 +247,31 @@ def test_two_gloo_ranks_sum_to_the_effects_of_one_process(tmp_path: Path) -> Non
     n = single.latents_R.shape[0]
     # Only the order of summing prompts differs (per rank, then across ranks).
     assert torch.allclose(both.rows(0, n), single.rows(0, n), rtol=1e-5, atol=1e-6)
+
+
+def test_a_corpus_that_runs_out_before_max_prompts_is_reported(tmp_path: Path) -> None:
+    data = tmp_path / "three.txt"
+    data.write_text("\n".join(TINY_TEXT.splitlines()[:3]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--dataset-path", str(data), "--n-prompts", "10", "--output-dir", str(out)]
+    result = invoke([*TINY, *args])
+    assert result.exit_code == 0, result.output
+    assert "the corpus ran out: 3 prompts ablated of the 10" in result.output
+    summary = json.loads((only_run(out) / "summary.json").read_text(encoding="utf-8"))
+    assert (summary["prompts"], summary["max_prompts"], summary["corpus_ran_out"]) == (3, 10, True)
+
+
+def test_a_corpus_refused_while_ablating_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae_hacking.llm import corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "CHECKED_TEXTS", 2)  # the bad line lies past the check
+    lines = [json.dumps({"text": text}) for text in TINY_TEXT.splitlines()[:4]] + ["{not json"]
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--dataset-path", str(data), "--n-prompts", "10", "--output-dir", str(out)]
+    result = CliRunner().invoke(app, [*TINY, *args])
+    assert result.exit_code != 0 and "--dataset-path" in result.output, result.output
+    assert list(out.iterdir()) == []

@@ -6,6 +6,8 @@ clean - ablated reader activations at the last real token are summed per ablator
 summed rows and ablation counts go to ``<run>/effects/``, which ``look_for_pairs.py`` reads.
 """
 
+import json
+
 import typer
 
 from sae_hacking.ablation.config import SelectiveAblationConfig
@@ -18,6 +20,12 @@ def work(config: SelectiveAblationConfig) -> None:
     from sae_hacking.ablation.run import run  # heavy: imported once the flags are checked
 
     run_dir = run(config)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    if summary["corpus_ran_out"]:
+        typer.echo(
+            f"the corpus ran out: {summary['prompts']} prompts ablated of the "
+            f"{summary['max_prompts']} that --max-prompts asked for"
+        )
     typer.echo(f"effects written to {run_dir / 'effects'}")
 
 

@@ -16,6 +16,7 @@ the same shards in the same order and ends bit-identical.
 
 import json
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from sae_hacking.config import ConfigError, read_saved_options, resumed
 from sae_hacking.core.ablation import ablatable_latents
 from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.ablation_sources import read_firing_counts
-from sae_hacking.io.atomic import atomic_write_json
+from sae_hacking.io.atomic import atomic_write_json, remove_stale_temporaries
 from sae_hacking.io.effects import (
     MANIFEST,
     RowAccumulator,
@@ -43,8 +44,13 @@ from sae_hacking.io.effects import (
     write_manifest,
     write_shard,
 )
-from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
-from sae_hacking.llm.corpus import iter_texts, iter_token_batches
+from sae_hacking.io.rundir import (
+    default_output_dir,
+    make_run_dir,
+    removed_unless_used,
+    write_config,
+)
+from sae_hacking.llm.corpus import check_corpus, iter_texts, iter_token_batches
 from sae_hacking.llm.distributed import (
     RankInfo,
     barrier,
@@ -101,6 +107,10 @@ def _resume_state(rank_dir: Path) -> dict[str, Any] | None:
     return state
 
 
+def _prompts_done(rank_dir: Path) -> int:
+    return int(json.loads((rank_dir / MANIFEST).read_text(encoding="utf-8"))["prompts_done"])
+
+
 def _firing(config: SelectiveAblationConfig) -> tuple[torch.Tensor, int] | None:
     if config.cooccurrence_dir is None:
         return None
@@ -151,6 +161,7 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
     assert config.reader_sae_release is not None and config.reader_sae_id is not None
     assert config.max_tokens_in_prompt is not None
     corpus = corpus_of(config)
+    check_corpus(corpus)
     model = load_model(config.model, device=device, dtype=parse_dtype(config.dtype))
     ablator = resolve_sae(
         model, config.ablator_sae_release, config.ablator_sae_id, device, flag="--ablator-sae-id"
@@ -181,97 +192,120 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
             f"its counts are for {firing_counts.shape[0]} latents, the ablator SAE has {width}; "
             "give a co-occurrence run of the same ablator SAE",
         )
+    if config.resume is not None and ranks.is_main:
+        remove_stale_temporaries(config.resume)
     run_dir = config.resume or main_rank_makes(ranks, lambda: _fresh_run_dir(config))
-    ablatable_E = ablatable_latents(firing_counts, n_tokens, config.exclude_latent_threshold, width)
-    selected_D = torch.tensor(config.selected_features, dtype=torch.long, device=device)
-    info = StoreInfo(
-        _sae_description(config.ablator_sae_release, config.ablator_sae_id, ablator),
-        _sae_description(config.reader_sae_release, config.reader_sae_id, reader),
-        config.model,
+    # A fresh run refused while streaming its corpus, before any checkpoint, leaves nothing behind.
+    cleanup: AbstractContextManager[Path] = (
+        removed_unless_used(run_dir)
+        if config.resume is None and ranks.is_main
+        else nullcontext(run_dir)
     )
-
-    rank_dir = run_dir / "partial" / f"rank-{ranks.rank}"
-    rank_dir.mkdir(parents=True, exist_ok=True)
-    state = _resume_state(rank_dir) or {
-        "shards": [],
-        "prompts_done": 0,
-        "prompts_ablated": 0,
-        "ablations": 0,
-    }
-    shards: list[dict[str, Any]] = state["shards"]
-    done, ablated, n_ablations = state["prompts_done"], state["prompts_ablated"], state["ablations"]
-    my_prompts = (
-        None
-        if config.max_prompts is None
-        else len(range(ranks.rank, config.max_prompts, ranks.world))
-    )
-    accumulator = RowAccumulator(width, int(reader.cfg.d_sae), device)
-    assert model.tokenizer is not None
-
-    def checkpoint() -> None:
-        if accumulator.n_rows:
-            shards.append(write_shard(rank_dir, f"shard-{len(shards):05d}", *accumulator.take()))
-        extra = {"prompts_done": done, "prompts_ablated": ablated, "ablations": n_ablations}
-        write_manifest(rank_dir, info, shards, extra)
-
-    texts = iter_texts(corpus, ranks.rank, ranks.world, skip=done)
-    if my_prompts is not None:
-        texts = (text for _, text in zip(range(max(my_prompts - done, 0)), texts, strict=False))
-    batches = iter_token_batches(
-        texts, model.tokenizer, config.batch_size, config.max_tokens_in_prompt, config.count_bos
-    )
-    with _progress(disable=not ranks.is_main) as progress:
-        task = progress.add_task(
-            "ablate", total=my_prompts, completed=done, prompts_s=0.0, tokens_s=0.0, ablations=0
+    with cleanup:
+        ablatable_E = ablatable_latents(
+            firing_counts, n_tokens, config.exclude_latent_threshold, width
         )
-        started, prompts_now, tokens_now = time.perf_counter(), 0, 0
-        for batch in batches:
-            batch = batch.to(device)
-            choice, chunks = batched_ablation_effects(
-                model,
-                plan,
-                ablator,
-                reader,
-                batch.tokens_BS,
-                batch.attention_mask_BS,
-                batch.counted_BS,
-                config.abridge_ablations_to,
-                ablatable_E,
-                selected_D,
-                config.max_batch_ablations,
-            )
-            for chunk in chunks:
-                accumulator.add(chunk.latents_K, chunk.effects_KY)
-                n_ablations += int(chunk.latents_K.shape[0])
-            done += batch.n_prompts
-            prompts_now += batch.n_prompts
-            tokens_now += int(batch.counted_BS.sum())
-            ablated += int(choice.chosen_B.sum())
-            batch_number = (done + config.batch_size - 1) // config.batch_size
-            if (
-                batch_number % config.save_every == 0
-                or accumulator.n_rows > config.max_rows_in_memory
-            ):
-                checkpoint()
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            progress.update(
-                task,
-                completed=done,
-                prompts_s=prompts_now / elapsed,
-                tokens_s=tokens_now / elapsed,
-                ablations=n_ablations,
-            )
-    checkpoint()
-    barrier(ranks)
-    if ranks.is_main:
-        rank_dirs = sorted((run_dir / "partial").glob("rank-*"))
-        compact(rank_dirs, run_dir / "effects", "--resume")
-        atomic_write_json(
-            run_dir / "summary.json",
-            {
-                "ranks": ranks.world,
-                "plan": {"ablator": plan.ablator.name, "reader": plan.reader.name},
-            },
+        selected_D = torch.tensor(config.selected_features, dtype=torch.long, device=device)
+        info = StoreInfo(
+            _sae_description(config.ablator_sae_release, config.ablator_sae_id, ablator),
+            _sae_description(config.reader_sae_release, config.reader_sae_id, reader),
+            config.model,
         )
-    barrier(ranks)
-    return run_dir
+
+        rank_dir = run_dir / "partial" / f"rank-{ranks.rank}"
+        state = _resume_state(rank_dir) or {
+            "shards": [],
+            "prompts_done": 0,
+            "prompts_ablated": 0,
+            "ablations": 0,
+        }
+        shards: list[dict[str, Any]] = state["shards"]
+        done, ablated, n_ablations = (
+            state["prompts_done"],
+            state["prompts_ablated"],
+            state["ablations"],
+        )
+        my_prompts = (
+            None
+            if config.max_prompts is None
+            else len(range(ranks.rank, config.max_prompts, ranks.world))
+        )
+        accumulator = RowAccumulator(width, int(reader.cfg.d_sae), device)
+        assert model.tokenizer is not None
+
+        def checkpoint() -> None:
+            rank_dir.mkdir(parents=True, exist_ok=True)  # made late: a refused corpus leaves no run
+            if accumulator.n_rows:
+                shards.append(
+                    write_shard(rank_dir, f"shard-{len(shards):05d}", *accumulator.take())
+                )
+            extra = {"prompts_done": done, "prompts_ablated": ablated, "ablations": n_ablations}
+            write_manifest(rank_dir, info, shards, extra)
+
+        texts = iter_texts(corpus, ranks.rank, ranks.world, skip=done)
+        if my_prompts is not None:
+            texts = (text for _, text in zip(range(max(my_prompts - done, 0)), texts, strict=False))
+        batches = iter_token_batches(
+            texts, model.tokenizer, config.batch_size, config.max_tokens_in_prompt, config.count_bos
+        )
+        with _progress(disable=not ranks.is_main) as progress:
+            task = progress.add_task(
+                "ablate", total=my_prompts, completed=done, prompts_s=0.0, tokens_s=0.0, ablations=0
+            )
+            started, prompts_now, tokens_now = time.perf_counter(), 0, 0
+            for batch in batches:
+                batch = batch.to(device)
+                choice, chunks = batched_ablation_effects(
+                    model,
+                    plan,
+                    ablator,
+                    reader,
+                    batch.tokens_BS,
+                    batch.attention_mask_BS,
+                    batch.counted_BS,
+                    config.abridge_ablations_to,
+                    ablatable_E,
+                    selected_D,
+                    config.max_batch_ablations,
+                )
+                for chunk in chunks:
+                    accumulator.add(chunk.latents_K, chunk.effects_KY)
+                    n_ablations += int(chunk.latents_K.shape[0])
+                done += batch.n_prompts
+                prompts_now += batch.n_prompts
+                tokens_now += int(batch.counted_BS.sum())
+                ablated += int(choice.chosen_B.sum())
+                batch_number = (done + config.batch_size - 1) // config.batch_size
+                if (
+                    batch_number % config.save_every == 0
+                    or accumulator.n_rows > config.max_rows_in_memory
+                ):
+                    checkpoint()
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                progress.update(
+                    task,
+                    completed=done,
+                    prompts_s=prompts_now / elapsed,
+                    tokens_s=tokens_now / elapsed,
+                    ablations=n_ablations,
+                )
+        checkpoint()
+        barrier(ranks)
+        if ranks.is_main:
+            rank_dirs = sorted((run_dir / "partial").glob("rank-*"))
+            compact(rank_dirs, run_dir / "effects", "--resume")
+            prompts = sum(_prompts_done(rank_dir) for rank_dir in rank_dirs)
+            atomic_write_json(
+                run_dir / "summary.json",
+                {
+                    "ranks": ranks.world,
+                    "plan": {"ablator": plan.ablator.name, "reader": plan.reader.name},
+                    "prompts": prompts,
+                    "max_prompts": config.max_prompts,
+                    # Fewer prompts than --max-prompts asked for: the corpus had no more.
+                    "corpus_ran_out": config.max_prompts is not None
+                    and prompts < config.max_prompts,
+                },
+            )
+        barrier(ranks)
+        return run_dir

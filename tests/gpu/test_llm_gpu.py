@@ -206,18 +206,30 @@ def test_ablation_and_pair_search_scripts_on_cuda_match_the_cpu_runs(
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TINY_TEXT, encoding="utf-8")
     stores = {}
-    for side, device in sides(cuda):
+    runs = (
+        [*sides(cuda), ("cpu-float32", torch.device("cpu"))] if dtype != "float32" else sides(cuda)
+    )
+    for side, device in runs:
         out = tmp_path / f"ablate-{side}"
-        result = CliRunner().invoke(ablate_app, ablation_flags(str(device), dtype, corpus, out))
+        run_dtype = "float32" if side == "cpu-float32" else dtype
+        result = CliRunner().invoke(ablate_app, ablation_flags(str(device), run_dtype, corpus, out))
         assert result.exit_code == 0, result.output
         stores[side] = EffectStore(only_dir(out) / "effects", "x")
-    cpu, gpu = stores["cpu"], stores["gpu"]
-    assert torch.equal(cpu.latents_R, gpu.latents_R)  # the same top latents were ablated
-    rows_cpu = cpu.rows(0, cpu.latents_R.shape[0]).float()
-    rows_gpu = gpu.rows(0, gpu.latents_R.shape[0]).float()
-    error = float((rows_gpu - rows_cpu).norm() / rows_cpu.norm())
-    print(f"{dtype} ablation effects: relative error {error:.2e} between CPU and {cuda}")
-    assert error <= (1e-3 if dtype == "float32" else 5e-2)
+    if dtype == "float32":
+        cpu, gpu = stores["cpu"], stores["gpu"]
+        assert torch.equal(cpu.latents_R, gpu.latents_R)  # the same top latents were ablated
+        error = relative_error(gpu, cpu)
+        print(f"float32 ablation effects: relative error {error:.2e} between CPU and {cuda}")
+        assert error <= 1e-3
+    else:
+        # An effect is the difference of two low-precision forwards, and bfloat16 kernels round
+        # differently on each device: the CUDA run is held to the CPU run's own distance from
+        # float32, not to the CPU run.
+        errors = {
+            side: relative_error(stores[side], stores["cpu-float32"]) for side in ("cpu", "gpu")
+        }
+        print(f"{dtype} ablation effects: relative error to float32 {errors}")
+        assert errors["gpu"] <= 2 * errors["cpu"] + 0.05, errors
     pairs = {}
     for side, device in sides(cuda):
         out = tmp_path / f"pairs-{side}"
@@ -238,6 +250,20 @@ def test_ablation_and_pair_search_scripts_on_cuda_match_the_cpu_runs(
     if dtype == "float32":
         assert cosines["cpu"].keys() == cosines["gpu"].keys()
         assert all(abs(c - cosines["gpu"][k]) <= 1e-3 for k, c in cosines["cpu"].items())
+
+
+def relative_error(store: EffectStore, reference: EffectStore) -> float:
+    """Relative Frobenius distance of the effect rows of latents ablated in both runs."""
+    shared = sorted(set(store.latents_R.tolist()) & set(reference.latents_R.tolist()))
+    assert len(shared) >= 0.9 * reference.latents_R.shape[0], "the runs ablated other latents"
+
+    def rows_of(effects: EffectStore) -> torch.Tensor:
+        where = {latent: row for row, latent in enumerate(effects.latents_R.tolist())}
+        rows = effects.rows(0, effects.latents_R.shape[0]).float()
+        return rows[[where[latent] for latent in shared]]
+
+    rows, reference_rows = rows_of(store), rows_of(reference)
+    return float((rows - reference_rows).norm() / reference_rows.norm())
 
 
 def keyed_cosines(report: dict[str, Any]) -> dict[tuple[int, int], float]:

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jaxtyping
 import pytest
 import torch
 from jaxtyping import Float
@@ -106,13 +107,19 @@ def test_fast_path_trains_the_same_weights_as_the_plain_loop(
 
     def trained(**options: bool) -> dict[str, Tensor]:
         torch._dynamo.reset()
+        # Dynamo traces into the shape checks the tests wrap around every function, and on CUDA
+        # tensors beartype's traced check disagrees with its own eager one; users run unwrapped.
+        jaxtyping.config.update("jaxtyping_disable", bool(options.get("compile")))
         data = PerturbedChildren.random(30, 50, 0.4, 3, torch.Generator(cuda).manual_seed(0))
         eval_x_BM, _ = data.sample(2048, torch.Generator(cuda).manual_seed(2))
         sae = make_sae(hierarchical, cuda)
         train(sae, data, settings(**options), torch.Generator(cuda).manual_seed(3), eval_x_BM)  # pyright: ignore[reportArgumentType]
         return weights(sae)
 
-    plain, faster = trained(), trained(**fast)
+    try:
+        plain, faster = trained(), trained(**fast)
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)
     # Graphs alone run the same kernels (Adam reads its rate from a tensor: last-bit changes);
     # compiled kernels also sum in another order.
     rtol, atol = (1e-3, 1e-4) if fast.get("compile") else (1e-4, 1e-5)
@@ -191,5 +198,11 @@ def test_toy_hunt_on_cuda_finds_what_the_cpu_run_finds(cuda: torch.device, tmp_p
         assert result.exit_code == 0, result.output
         hunt = json.loads((only_dir(tmp_path / side) / "hunt.json").read_text())
         scores[side] = hunt["at_default"]
-    for key in ("precision", "recall"):
-        assert abs(scores["gpu"][key] - scores["cpu"][key]) <= 0.15, (key, scores)
+    assert scores["cpu"].keys() == scores["gpu"].keys()
+    for method in scores["cpu"]:
+        for key in ("precision", "recall"):
+            on_gpu, on_cpu = scores["gpu"][method][key], scores["cpu"][method][key]
+            if on_gpu is None or on_cpu is None:  # nothing predicted: undefined precision
+                assert on_gpu is on_cpu, (method, key, scores)
+            else:
+                assert abs(on_gpu - on_cpu) <= 0.15, (method, key, scores)

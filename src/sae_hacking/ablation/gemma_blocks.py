@@ -160,7 +160,8 @@ def gelu_tanh(x: Tensor) -> Tensor:
 
     Equal to it within float rounding (max abs difference ~5e-7 at unit scale).
     """
-    inner = torch.addcmul(x.new_tensor(_GELU_C), x, x, value=_GELU_C * 0.044715)
+    # new_full fills on the device; new_tensor would copy from the host and make CUDA wait.
+    inner = torch.addcmul(x.new_full((), _GELU_C), x, x, value=_GELU_C * 0.044715)
     return inner.mul_(x).tanh_().add_(1.0).mul_(x).mul_(0.5)
 
 

@@ -42,7 +42,7 @@ from sae_hacking.ablation.batched import batched_ablation_effects
 from sae_hacking.ablation.sites import plan_for
 from sae_hacking.core.pairs import find_pairs
 from sae_hacking.core.triangle import bits_at, pair_index, row_start, triangle_size
-from sae_hacking.llm.models import model_config, tiny_config
+from sae_hacking.llm.models import draw_random_weights_, model_config, tiny_config
 from sae_hacking.llm.saes import random_sae
 
 GOALS = {"co-occurrence": 40.0, "selective ablation": 100.0, "pair search": 20.0}
@@ -192,6 +192,8 @@ def gemma_config(sizes: Sizes, device: torch.device, smoke: bool) -> HookedTrans
     base = tiny_config() if smoke else model_config("google/gemma-2-2b")
     fields = base.to_dict()
     fields.update(
+        # Random token ids need no tokenizer; naming Gemma's would send transformer-lens to the hub.
+        tokenizer_name=None,
         n_layers=sizes.ablation_layers,
         attn_types=(base.attn_types or [])[: sizes.ablation_layers],
         device=str(device),
@@ -206,16 +208,7 @@ def random_model(cfg: HookedTransformerConfig, device: torch.device) -> HookedSA
     cfg.init_weights = False  # every weight is drawn below; transformer-lens's init is slow on CPU
     with torch.device(device):  # allocate on the device: 10 GB of float32 never touch the host
         model = HookedSAETransformer(cfg, default_padding_side="left")
-    generator = torch.Generator(device).manual_seed(0)
-    for name, param in model.named_parameters():
-        if name.endswith(".w") or name.endswith("ln_final.w"):
-            param.fill_(1.0)
-        elif name.split(".")[-1].startswith("b_"):
-            param.zero_()
-        else:
-            fan_in = param.shape[-2] if param.dim() >= 2 else param.shape[0]
-            scale = 1.0 if name.startswith("embed") else fan_in**-0.5
-            param.copy_(torch.randn(param.shape, generator=generator, device=device) * scale)
+    draw_random_weights_(model, torch.Generator(device).manual_seed(0))
     return model.eval()
 
 

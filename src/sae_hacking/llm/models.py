@@ -104,20 +104,26 @@ def tiny_model(
     cfg = tiny_config(n_layers=n_layers, d_model=d_model)
     # Every weight is redrawn from our own generator.
     model = new_hooked_model(cfg, tiny_tokenizer())
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(".w") or name.endswith("ln_final.w"):
-                param.fill_(1.0)
-            elif name.split(".")[-1].startswith("b_"):
-                param.zero_()
-            else:
-                fan_in = param.shape[-2] if param.dim() >= 2 else param.shape[0]
-                scale = 1.0 if name.startswith("embed") else fan_in**-0.5
-                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    draw_random_weights_(model, torch.Generator().manual_seed(seed))
     model.to(torch.device(device), print_details=False)
     model.to(dtype, print_details=False)
     return model
+
+
+@torch.no_grad()
+def draw_random_weights_(model: HookedSAETransformer, generator: torch.Generator) -> None:
+    """Redraw every weight in place on ``generator``'s device: norm weights 1, biases 0,
+    embeddings standard normal, other matrices normal with variance 1 / fan-in."""
+    for name, param in model.named_parameters():
+        if name.endswith(".w") or name.endswith("ln_final.w"):
+            param.fill_(1.0)
+        elif name.split(".")[-1].startswith("b_"):
+            param.zero_()
+        else:
+            fan_in = param.shape[-2] if param.dim() >= 2 else param.shape[0]
+            scale = 1.0 if name.startswith("embed") else fan_in**-0.5
+            drawn = torch.randn(param.shape, generator=generator, device=generator.device)
+            param.copy_(drawn * scale)
 
 
 def new_hooked_model(cfg: HookedTransformerConfig, tokenizer: Any) -> HookedSAETransformer:

@@ -16,7 +16,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from sae_hacking.errors import UserInputError
-from sae_hacking.llm.options import DEFAULT_DATASET_ID, LOCAL_SUFFIXES
+from sae_hacking.llm.options import DEFAULT_DATASET_ID, corpus_files
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,10 @@ class CorpusSpec:
     def __post_init__(self) -> None:
         if not self.dataset_paths and not self.dataset_id:
             raise UserInputError("--dataset-id", "give a dataset id or --dataset-path")
-        for path in self.dataset_paths:
-            if not path.is_file():
-                raise UserInputError("--dataset-path", f"'{path}' is not a file")
-            if path.suffix not in LOCAL_SUFFIXES:
-                raise UserInputError(
-                    "--dataset-path", f"'{path}' is not {', '.join(LOCAL_SUFFIXES)}; convert it"
-                )
+        # The same check as the flag's, for specs built in Python rather than from the CLI.
+        problem = corpus_files(self.dataset_paths)
+        if problem is not None:
+            raise UserInputError("--dataset-path", problem)
 
     def describe(self) -> str:
         """How the manifest names this corpus."""

@@ -35,14 +35,13 @@ import torch
 import torch.nn.functional as F
 from ablation_reference import reference_effects
 from cooccurrence import original_counting, toolkit_counting
-from sae_lens import HookedSAETransformer
 from transformer_lens import HookedTransformerConfig
 
 from sae_hacking.ablation.batched import batched_ablation_effects
 from sae_hacking.ablation.sites import plan_for
 from sae_hacking.core.pairs import find_pairs
 from sae_hacking.core.triangle import bits_at, pair_index, row_start, triangle_size
-from sae_hacking.llm.models import draw_random_weights_, model_config, tiny_config
+from sae_hacking.llm.models import model_config, random_model, tiny_config
 from sae_hacking.llm.saes import random_sae
 
 GOALS = {"co-occurrence": 40.0, "selective ablation": 100.0, "pair search": 20.0}
@@ -189,27 +188,15 @@ def cooccurrence_step(sizes: Sizes, device: torch.device) -> Measured:
 
 
 def gemma_config(sizes: Sizes, device: torch.device, smoke: bool) -> HookedTransformerConfig:
-    base = tiny_config() if smoke else model_config("google/gemma-2-2b")
+    base = tiny_config() if smoke else model_config("random:google/gemma-2-2b")
     fields = base.to_dict()
     fields.update(
-        # Random token ids need no tokenizer; naming Gemma's would send transformer-lens to the hub.
-        tokenizer_name=None,
         n_layers=sizes.ablation_layers,
         attn_types=(base.attn_types or [])[: sizes.ablation_layers],
         device=str(device),
         dtype=torch.float32,
     )
     return HookedTransformerConfig.from_dict(fields)
-
-
-@torch.no_grad()
-def random_model(cfg: HookedTransformerConfig, device: torch.device) -> HookedSAETransformer:
-    """The architecture with random weights drawn on the device (tiny_model's scheme)."""
-    cfg.init_weights = False  # every weight is drawn below; transformer-lens's init is slow on CPU
-    with torch.device(device):  # allocate on the device: 10 GB of float32 never touch the host
-        model = HookedSAETransformer(cfg, default_padding_side="left")
-    draw_random_weights_(model, torch.Generator(device).manual_seed(0))
-    return model.eval()
 
 
 def random_tokens(prompts: int, seq: int, vocab: int, seed: int, device: torch.device):
@@ -225,7 +212,7 @@ def random_tokens(prompts: int, seq: int, vocab: int, seed: int, device: torch.d
 @torch.no_grad()
 def ablation_step(sizes: Sizes, device: torch.device, smoke: bool) -> Measured:
     cfg = gemma_config(sizes, device, smoke)
-    model = random_model(cfg, device)
+    model = random_model(cfg, device, torch.float32)
     a_hook = f"blocks.{sizes.ablator_layer}.hook_resid_post"
     r_hook = f"blocks.{sizes.ablator_layer + 1}.hook_resid_post"
     sample_tokens, _, _ = random_tokens(4, sizes.seq, cfg.d_vocab, 99, device)

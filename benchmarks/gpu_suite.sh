@@ -88,12 +88,14 @@ if [ $smoke = 1 ]; then
     device=cpu
     toy_args=(--device cpu --batch-sizes "256,4096" --samples "25600,409600" --variants plain)
     gemma_args=(--device cpu --smoke)
-    limits=(1500 600 600 600 600)
+    letter_args=(--device cpu --smoke)
+    limits=(1500 600 600 600 600 600)
 else
     device=cuda
     toy_args=(--device cuda)
     gemma_args=(--device cuda)
-    limits=(210 100 40 80 60)
+    letter_args=(--device cuda)
+    limits=(210 100 40 80 60 150)
 fi
 
 xdist=()
@@ -120,6 +122,9 @@ for step in cooccurrence ablation pairs; do
         "$py" benchmarks/gpu_gemma_shapes.py "${gemma_args[@]}" --steps "$step" \
         --report "$OUT/.gemma_$step.md" 2>&1 | tee -a "$bench_log"
 done
+run_step "Gemma shapes: first-letter evaluation" "${limits[5]}" \
+    "$py" benchmarks/gpu_first_letter.py "${letter_args[@]}" --report "$OUT/.gemma_first_letter.md" \
+    2>&1 | tee -a "$bench_log"
 
 {
     cat "$steps_table"
@@ -141,7 +146,7 @@ done
     echo "## Benchmarks"
     echo
     for table in "$OUT/.toy.md" "$OUT/.gemma_cooccurrence.md" "$OUT/.gemma_ablation.md" \
-        "$OUT/.gemma_pairs.md"; do
+        "$OUT/.gemma_pairs.md" "$OUT/.gemma_first_letter.md"; do
         if [ -s "$table" ]; then cat "$table"; else echo "(no table: see the step's status)"; fi
         echo
     done

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from sae_lens import HookedSAETransformer
+from transformer_lens import HookedTransformerConfig
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.llm import (
@@ -12,6 +13,7 @@ from sae_hacking.llm import (
     tiny_model,
     tiny_tokenizer,
 )
+from sae_hacking.llm.models import random_model
 
 HOOK = "blocks.2.hook_resid_post"
 
@@ -86,3 +88,30 @@ def test_parse_dtype_refuses_unknown_names() -> None:
     assert parse_dtype("bfloat16") is torch.bfloat16
     with pytest.raises(UserInputError, match="--dtype"):
         parse_dtype("float8")
+
+
+def test_random_model_name_gives_the_real_shapes_offline_with_no_tokenizer_of_its_own() -> None:
+    real = model_config("google/gemma-2-2b")
+    shaped = model_config("random:google/gemma-2-2b")
+    for field in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "n_ctx"):
+        assert getattr(shaped, field) == getattr(real, field), field
+    assert shaped.tokenizer_name is None  # nothing to fetch from the hub
+    assert shaped.model_name == "random:gemma-2-2b"
+
+
+def test_random_model_is_deterministic_runs_and_leaves_global_rng_alone() -> None:
+    # A one-layer, narrow cut of the Gemma-2-2b config keeps the test small.
+    fields = model_config("random:google/gemma-2-2b").to_dict()
+    fields.update(n_layers=1, d_model=64, d_head=16, n_heads=4, n_key_value_heads=2, d_mlp=128)
+    fields.update(attn_types=["local"], d_vocab=4096, d_vocab_out=4096, rotary_dim=16)
+    cfg = HookedTransformerConfig.from_dict(fields)
+    state = torch.random.get_rng_state()
+    first, second = random_model(cfg, "cpu", torch.float32), random_model(cfg, "cpu", torch.float32)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters(), strict=True):
+        assert torch.equal(a, b), name
+    assert first.tokenizer is not None
+    tokens = first.to_tokens(["the cat sat"])
+    assert int(tokens.max()) < cfg.d_vocab
+    logits = first(tokens)
+    assert logits.shape == (1, tokens.shape[1], cfg.d_vocab) and torch.isfinite(logits).all()

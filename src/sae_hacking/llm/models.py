@@ -21,7 +21,7 @@ from transformer_lens.loading_from_pretrained import (
 
 from sae_hacking.config import ConfigError
 from sae_hacking.errors import UserInputError
-from sae_hacking.llm.options import DEFAULT_MODEL, TINY_MODEL
+from sae_hacking.llm.options import DEFAULT_MODEL, RANDOM_PREFIX, TINY_MODEL
 from sae_hacking.llm.planted import MODEL_CONFIG_FILE, MODEL_WEIGHTS_FILE
 from sae_hacking.llm.tokenizer import tiny_tokenizer
 
@@ -197,12 +197,43 @@ def load_model_dir(
     return model
 
 
+def random_config(cfg: HookedTransformerConfig) -> HookedTransformerConfig:
+    """``cfg``'s architecture with the tiny tokenizer: a real model's shapes without the hub.
+
+    The vocabulary keeps the real size (the unembedding costs what it costs); the tokenizer's
+    ids are a subset of it.
+    """
+    fields = cfg.to_dict()
+    fields.update(model_name=f"{RANDOM_PREFIX}{cfg.model_name}", tokenizer_name=None)
+    fields["d_vocab"] = max(cfg.d_vocab, len(tiny_tokenizer()))
+    fields["d_vocab_out"] = max(cfg.d_vocab_out, fields["d_vocab"])
+    return HookedTransformerConfig.from_dict(fields)
+
+
+@torch.no_grad()
+def random_model(
+    cfg: HookedTransformerConfig, device: torch.device | str, dtype: torch.dtype
+) -> HookedSAETransformer:
+    """A model of ``cfg`` with random weights (seed 0) drawn where it runs: a 2B-parameter
+    model's 10 GB of float32 never pass through the host when ``device`` is a GPU."""
+    device = torch.device(device)
+    fields = cfg.to_dict()
+    fields.update(device=str(device), dtype=dtype, init_weights=False)
+    cfg = HookedTransformerConfig.from_dict(fields)
+    with torch.device(device), torch.random.fork_rng(devices=[]), _quiet_deprecation():
+        model = HookedSAETransformer(cfg, tokenizer=tiny_tokenizer(), default_padding_side="left")
+    draw_random_weights_(model, torch.Generator(device).manual_seed(0))
+    return model.eval()
+
+
 def model_config(name: str, flag: str = "--model") -> HookedTransformerConfig:
     """The model's config without its weights (offline for transformer-lens's known models)."""
     if name == TINY_MODEL:
         return tiny_config()
     if is_model_dir(name):
         return _dir_config(Path(name), flag)
+    if name.startswith(RANDOM_PREFIX):
+        return random_config(model_config(name.removeprefix(RANDOM_PREFIX), flag))
     try:
         official = get_official_model_name(name)
     except ValueError as error:
@@ -240,6 +271,8 @@ def load_model(
         return tiny_model(device=device, dtype=dtype)
     if is_model_dir(name):
         return load_model_dir(Path(name), device=device, dtype=dtype)
+    if name.startswith(RANDOM_PREFIX):
+        return random_model(model_config(name), device, dtype)
     model_config(name)
     try:
         with _quiet_deprecation():

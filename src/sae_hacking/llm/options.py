@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "google/gemma-2-2b"
 TINY_MODEL = "tiny"
+# "random:google/gemma-2-2b": a known model's shapes with random weights, built offline.
+RANDOM_PREFIX = "random:"
 # Gemma Scope's residual layer 20 ablates and its MLP-out layer 21 reads, as in the original.
 DEFAULT_RELEASE = "gemma-scope-2b-pt-res-canonical"
 DEFAULT_ABLATOR_ID = "layer_20/width_65k/canonical"
@@ -27,7 +29,11 @@ LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
 def model_option() -> Any:
-    return option(DEFAULT_MODEL, "transformer-lens model name, or tiny (random, offline)")
+    return option(
+        DEFAULT_MODEL,
+        "transformer-lens model name, a local model directory, tiny (random, offline), or "
+        f"{RANDOM_PREFIX}NAME (NAME's shapes, random weights, the tiny tokenizer: offline)",
+    )
 
 
 def sae_release_option(

@@ -114,7 +114,11 @@ class FirstLetterConfig:
         check=positive,
     )
     l1_decay: float = option(0.01, "L1 penalty of the latent probe", check=between(0.0, 1e6))
-    top_absorbers: int = option(5, "absorbing latents reported per letter", check=positive)
+    top_absorbers: int = option(
+        5,
+        "absorbing latents shown per letter in letters.csv and report.html (the JSON files list all)",
+        check=positive,
+    )
     batch_size: int = option(64, "prompts per forward pass", check=positive)
     seed: int = option(42, "seed of the word split, the prompts and the probes")
     device: str = device_option()

@@ -92,14 +92,10 @@ def gathered(
     )
 
 
-def top_absorbers(
-    fractions_T: Tensor,
-    absorbers_TK: Tensor,
-    words: list[str],
-    cosine_E: Tensor,
-    count: int,
+def absorbers_by_count(
+    fractions_T: Tensor, absorbers_TK: Tensor, words: list[str], cosine_E: Tensor
 ) -> list[Absorber]:
-    """The latents most often among a word's absorbers, with example words."""
+    """Every latent among some word's absorbers, most words first, with example words."""
     tally: Counter[int] = Counter()
     examples: dict[int, list[str]] = {}
     for t in (fractions_T > 0).nonzero().flatten().tolist():
@@ -109,7 +105,7 @@ def top_absorbers(
                 examples.setdefault(latent, []).append(words[t])
     return [
         Absorber(latent, n, float(cosine_E[latent]), examples[latent][:5])
-        for latent, n in tally.most_common(count)
+        for latent, n in tally.most_common()
     ]
 
 
@@ -126,7 +122,6 @@ def evaluate_sae(
     l1: float,
     min_probe_f1: float,
     ablation_delta: float,
-    top_count: int,
     generator: torch.Generator,
 ) -> SaeResult:
     encode = sae.encode
@@ -179,9 +174,7 @@ def evaluate_sae(
                 )
             fraction = float(scores.fraction_T.sum()) / n
             full = int(scores.full_T.sum())
-            absorbers = top_absorbers(
-                scores.fraction_T, scores.absorbers_TK, words, cosine_E, top_count
-            )
+            absorbers = absorbers_by_count(scores.fraction_T, scores.absorbers_TK, words, cosine_E)
             word_fractions = dict(zip(words, scores.fraction_T.tolist(), strict=True))
             if shared.letter_ids is not None:
                 verdicts = paper_criterion(

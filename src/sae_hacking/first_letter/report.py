@@ -96,7 +96,7 @@ def absorbing_pairs(results: list[SaeResult], hook_name: str) -> dict[str, Any]:
     }
 
 
-def write_csv(path: Path, results: list[SaeResult]) -> None:
+def write_csv(path: Path, results: list[SaeResult], shown: int) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -115,7 +115,7 @@ def write_csv(path: Path, results: list[SaeResult]) -> None:
                     f"{r.absorption_fraction:.4f}",
                     f"{r.full_absorption_rate:.4f}",
                     "" if r.paper_absorption_rate is None else f"{r.paper_absorption_rate:.4f}",
-                    " ".join(f"{a.latent}:{a.words}" for a in r.absorbers),
+                    " ".join(f"{a.latent}:{a.words}" for a in r.absorbers[:shown]),
                 ]
             )
     atomic_write_text(path, buffer.getvalue())
@@ -205,7 +205,7 @@ def html_page(
         for r in result.letters:
             absorbers = "; ".join(
                 f"{_latent(result, a.latent)} ({a.words}: {html.escape(', '.join(a.examples))})"
-                for a in r.absorbers
+                for a in r.absorbers[: config.top_absorbers]
             )
             mains = " ".join(_latent(result, m) for m in r.main_latents)
             parts.append(
@@ -235,7 +235,7 @@ def write_report(
         run_dir / "letters.json",
         {"hook_name": hook_name, "seconds": seconds, "saes": [letters_json(r) for r in results]},
     )
-    write_csv(run_dir / "letters.csv", results)
+    write_csv(run_dir / "letters.csv", results, config.top_absorbers)
     images = plots(results, config.max_k)
     for name, data in zip(("absorption.png", "f1_by_k.png"), images, strict=True):
         atomic_write(run_dir / name, lambda tmp, data=data: Path(tmp).write_bytes(data))

@@ -4,6 +4,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -16,10 +17,16 @@ from sae_hacking.first_letter.config import FirstLetterConfig
 from sae_hacking.first_letter.evaluate import SaeResult, Shared, evaluate_sae
 from sae_hacking.first_letter.exact_ablation import letter_token_ids
 from sae_hacking.first_letter.metric import Thresholds
-from sae_hacking.first_letter.probe import batch_size_for, f1_columns, one_hot, train_probe
+from sae_hacking.first_letter.probe import (
+    Probe,
+    batch_size_for,
+    f1_columns,
+    one_hot,
+    train_probe,
+)
 from sae_hacking.first_letter.report import write_report
 from sae_hacking.first_letter.saes import load_saes
-from sae_hacking.first_letter.vocab import build_prompts, split_words, task_words
+from sae_hacking.first_letter.vocab import Prompt, build_prompts, split_words, task_words
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 from sae_hacking.llm.models import load_model, model_config, parse_dtype
 
@@ -33,6 +40,22 @@ class FirstLetterResult:
     hook_name: str
     saes: list[SaeResult]
     seconds: float
+    probe: Probe  # the letter probe every SAE shares
+
+
+def task_prompts(tokenizer: Any, config: FirstLetterConfig) -> tuple[list[Prompt], list[Prompt]]:
+    """The train and test prompts of a run: what ``config.seed`` draws, in the run's order."""
+    rng = random.Random(config.seed)
+    words = task_words(tokenizer, config.max_words, rng)
+    train_words, test_words = split_words(words, config.train_fraction, rng)
+    if not train_words or not test_words:
+        raise UserInputError(
+            "--max-words", f"{len(words)} words cannot fill a train and a test set"
+        )
+    return (
+        build_prompts(train_words, config.prompt_template, config.icl_examples, rng),
+        build_prompts(test_words, config.prompt_template, config.icl_examples, rng),
+    )
 
 
 def thresholds_of(config: FirstLetterConfig) -> Thresholds:
@@ -53,21 +76,13 @@ def run(config: FirstLetterConfig) -> FirstLetterResult:
     model_config(config.model)  # a bad name fails here, before any download
     model = load_model(config.model, device, dtype)
     saes, hook_name = load_saes(model, config.release, config.ids, device)
-    rng = random.Random(config.seed)
-    words = task_words(model.tokenizer, config.max_words, rng)
-    train_words, test_words = split_words(words, config.train_fraction, rng)
-    if not train_words or not test_words:
-        raise UserInputError(
-            "--max-words", f"{len(words)} words cannot fill a train and a test set"
-        )
+    train_prompts, test_prompts = task_prompts(model.tokenizer, config)
     letter_ids = letter_token_ids(model.tokenizer) if config.ablation else None
     if config.ablation and letter_ids is None:
         console.print("the answers ' A'..' Z' are not single tokens: no ablation criterion")
 
     run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
     write_config(run_dir, config, command_line())
-    train_prompts = build_prompts(train_words, config.prompt_template, config.icl_examples, rng)
-    test_prompts = build_prompts(test_words, config.prompt_template, config.icl_examples, rng)
     with Progress(console=console, transient=True) as progress:
         train_acts, train_found = word_activations(
             model, train_prompts, config.prompt_template, hook_name, config.batch_size, progress
@@ -130,10 +145,9 @@ def run(config: FirstLetterConfig) -> FirstLetterResult:
                 l1=config.l1_decay,
                 min_probe_f1=config.min_probe_f1,
                 ablation_delta=config.ablation_delta,
-                top_count=config.top_absorbers,
                 generator=generator,
             )
         )
     seconds = time.perf_counter() - started
     write_report(run_dir, config, hook_name, results, seconds)
-    return FirstLetterResult(run_dir, hook_name, results, seconds)
+    return FirstLetterResult(run_dir, hook_name, results, seconds, probe)

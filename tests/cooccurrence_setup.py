@@ -38,6 +38,14 @@ def counts_of(run_dir: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def assert_same_results(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Equal counts, firing counts and top contexts (which the run keeps by default)."""
+    assert "top_prompts" in expected and set(got) == set(expected)
+    assert bool((expected["top_prompts"] >= 0).any())
+    for key, tensor in expected.items():
+        assert torch.equal(got[key], tensor), key
+
+
 def only_run_dir(output_dir: Path) -> Path:
     """The single run directory a script made under ``output_dir``."""
     (run_dir,) = [path for path in output_dir.iterdir() if path.is_dir()]

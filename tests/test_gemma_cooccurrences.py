@@ -13,9 +13,9 @@ from sae_hacking.core.triangle import triangle_row, triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app
 from sae_hacking.io.bundle import load_manifest
-from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
+from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results, read_vocabulary
 from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae, tiny_tokenizer
-from tests.cooccurrence_setup import PROMPTS, config, counts_of, write_corpus
+from tests.cooccurrence_setup import PROMPTS, assert_same_results, config, counts_of, write_corpus
 
 
 @pytest.fixture
@@ -24,26 +24,34 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def reference_counts(
-    prompts: list[str], max_tokens: int
+    prompts: list[str], max_tokens: int, contexts: dict[int, list]
 ) -> tuple[dict[tuple[int, int], int], list[int], int]:
-    """Each prompt alone (no padding), token by token, pairs of firing latents counted in a dict."""
+    """Each prompt alone (no padding), token by token, pairs of firing latents counted in a dict;
+    every firing's (activation, prompt, position, token window) listed in ``contexts``."""
     model = tiny_model()
     sae = tiny_sae(model, TINY_ABLATOR_ID)
     assert model.tokenizer is not None
     pairs: dict[tuple[int, int], int] = {}
     firing = [0] * sae.cfg.d_sae
     tokens = 0
-    for prompt in prompts:
+    contexts.clear()
+    for prompt_index, prompt in enumerate(prompts):
         ids = model.tokenizer(prompt, return_tensors="pt", truncation=True, max_length=max_tokens)[
             "input_ids"
         ]
         _, cache = model.run_with_cache(ids, names_filter=["blocks.3.hook_resid_post"])
         acts = sae.encode(cache["blocks.3.hook_resid_post"][0, 1:])  # position 0 is BOS
-        for token_acts in acts:
+        for position, token_acts in enumerate(acts, start=1):
             tokens += 1
             on = (token_acts > 0).nonzero().flatten().tolist()
+            window = [
+                int(ids[0, c]) if 0 <= c < ids.shape[1] else -1
+                for c in range(position - 8, position + 3)
+            ]
             for e in on:
                 firing[e] += 1
+                seen = (float(token_acts[e].detach()), prompt_index, position, window)
+                contexts.setdefault(e, []).append(seen)
             for x, i in enumerate(on):
                 for j in on[x + 1 :]:
                     pairs[(i, j)] = pairs.get((i, j), 0) + 1
@@ -53,7 +61,8 @@ def reference_counts(
 def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_path: Path) -> None:
     run_dir = run(config(corpus, tmp_path / "out"))
     results = load_cooccurrence(run_dir)
-    pairs, firing, tokens = reference_counts(PROMPTS, 12)
+    contexts: dict[int, list] = {}
+    pairs, firing, tokens = reference_counts(PROMPTS, 12, contexts)
     assert results.tokens == tokens and results.prompts == len(PROMPTS)
     assert results.firing_E.tolist() == firing
     i, j = torch.triu_indices(512, 512, 1)
@@ -61,6 +70,15 @@ def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_
     got = {(int(a), int(b)): int(c) for a, b, c in zip(i, j, counts, strict=True) if c}
     assert got == pairs
     assert json.loads((run_dir / "config.json").read_text())["config"]["model"] == "tiny"
+    top = results.top_tensors()
+    for e in range(512):
+        best = sorted(contexts.get(e, []), key=lambda c: (-c[0], c[1], c[2]))[:5]
+        kept = [s for s in range(5) if int(top.prompts_EK[e, s]) >= 0]
+        assert [(c[1], c[2], c[3]) for c in best] == [
+            (int(top.prompts_EK[e, s]), int(top.positions_EK[e, s]), top.tokens_EKZ[e, s].tolist())
+            for s in kept
+        ]
+        assert torch.allclose(top.activations_EK[e, kept], torch.tensor([c[0] for c in best]))
 
 
 def test_prompt_length_defaults_to_the_model_context_on_long_documents(tmp_path: Path) -> None:
@@ -122,8 +140,10 @@ def test_merge_of_two_halves_equals_one_run_over_both(corpus: Path, tmp_path: Pa
     whole = run(config(corpus, tmp_path / "w", batch_size=1))
     parts = [run(config(part, tmp_path / "p", batch_size=1)) for part in (first_half, second_half)]
     merge_results(parts, tmp_path / "merged")
-    merged = counts_of(tmp_path / "merged")
-    assert torch.equal(merged["pair_counts"], counts_of(whole)["pair_counts"])
+    # Prompts of merged runs are numbered as if the corpora were one after another.
+    assert_same_results(counts_of(tmp_path / "merged"), counts_of(whole))
+    vocabulary = read_vocabulary(tmp_path / "merged")
+    assert vocabulary == read_vocabulary(whole) and len(vocabulary) > 100
     assert load_cooccurrence(tmp_path / "merged").tokens == load_cooccurrence(whole).tokens
 
 
@@ -158,9 +178,7 @@ def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Pa
         start_method="fork",
     )
     (run_dir,) = (tmp_path / "ranks").iterdir()
-    both = counts_of(run_dir)
-    assert torch.equal(both["pair_counts"], single["pair_counts"])
-    assert torch.equal(both["firing_counts"], single["firing_counts"])
+    assert_same_results(counts_of(run_dir), single)
     manifest = load_manifest(run_dir, "counts")
     assert manifest["world"] == 2 and [p["prompts"] for p in manifest["progress"]] == [9, 9]
 

@@ -30,6 +30,7 @@ from sae_hacking.io.cooccurrence_results import (
 from tests.cooccurrence_setup import (
     MAX_TOKENS,
     PROMPTS,
+    assert_same_results,
     config,
     counts_of,
     only_run_dir,
@@ -82,8 +83,7 @@ def test_crashed_run_resumes_to_exactly_the_uninterrupted_counts(
     resumed = counts_of(
         run(config(corpus, tmp_path / "unused", batch_size=2, save_every=2, resume=crashed))
     )
-    assert torch.equal(resumed["pair_counts"], whole["pair_counts"])
-    assert torch.equal(resumed["firing_counts"], whole["firing_counts"])
+    assert_same_results(resumed, whole)
     assert (crashed / "resumes.jsonl").is_file()
 
 
@@ -122,7 +122,7 @@ def test_torn_checkpoints_read_and_resume_from_the_counts_file(
 
     whole = counts_of(run(config(corpus, tmp_path / "whole", batch_size=2)))
     resumed = run(config(corpus, tmp_path / "unused", batch_size=2, resume=crashed))
-    assert torch.equal(counts_of(resumed)["pair_counts"], whole["pair_counts"])
+    assert_same_results(counts_of(resumed), whole)
     assert load_cooccurrence(resumed).ever_is_current()
 
 
@@ -204,8 +204,7 @@ def test_sigkilled_script_resumes_to_exactly_the_uninterrupted_counts(
     assert result.exit_code == 0, result.output
     whole = run(config(corpus, tmp_path / "whole", batch_size=2))
     resumed, expected = counts_of(run_dir), counts_of(whole)
-    assert torch.equal(resumed["pair_counts"], expected["pair_counts"])
-    assert torch.equal(resumed["firing_counts"], expected["firing_counts"])
+    assert_same_results(resumed, expected)
     assert read_manifest(run_dir)["prompts"] == len(prompts)
 
 

@@ -1,6 +1,7 @@
 """The hunt end to end on the planted language model, through the three scripts, scored against the
 planted absorption: gemma_cooccurrences -> gemma_selective_ablate -> look_for_pairs."""
 
+import html
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from typer.testing import CliRunner
 
 from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
+from sae_hacking.llm.planted import LETTERS
 from sae_hacking.llm.planted_hunt import PlantedHunt, write_planted_hunt
 from sae_hacking.look_for_pairs import app as pairs_app
 
@@ -74,3 +76,54 @@ def test_never_co_occurring_and_similar_alone_also_calls_siblings(
     precision, recall = precision_recall(found, truth)
     assert recall >= 0.9
     assert precision < 0.8
+
+
+def test_the_report_shows_both_latents_contexts_and_marks_pairs_against_the_truth(
+    planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
+) -> None:
+    case, cooc, ablation = planted
+    truth_file = case.model_dir.parent / "truth.json"
+    inputs = ["--ablation-dir", str(ablation), "--cooccurrence-dir", str(cooc), "--device", "cpu"]
+    # Thresholds also report siblings, so the page holds true and false pairs.
+    result = CliRunner().invoke(
+        pairs_app, [*inputs, "--truth", str(truth_file), "--output-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path)
+    written = json.loads((run_dir / "pairs.json").read_text(encoding="utf-8"))
+    truth = frozenset(tuple(sorted(p)) for p in case.truth)
+    found = {tuple(sorted((p["first"]["latent"], p["second"]["latent"]))) for p in written["pairs"]}
+    precision, recall = precision_recall(found, truth)
+    assert (written["truth"]["precision"], written["truth"]["recall"]) == (precision, recall)
+    assert f"(precision {precision:.2f})" in " ".join(result.output.split())
+    marks = {
+        tuple(sorted((p["first"]["latent"], p["second"]["latent"]))): p["true_pair"]
+        for p in written["pairs"]
+    }
+    assert marks == {pair: pair in truth for pair in found}
+    assert True in marks.values() and False in marks.values()
+
+    words = json.loads((case.model_dir / "planted.json").read_text(encoding="utf-8"))["words"]
+    absorbed = {words[w - len(LETTERS)] for _, w in truth}
+    row = next(p for p in written["pairs"] if p["true_pair"])
+    letter_side, word_side = sorted((row["first"], row["second"]), key=lambda s: s["latent"])
+    word = words[word_side["latent"] - len(LETTERS)]
+    letter = LETTERS[letter_side["latent"]]
+    focus = {
+        side["latent"]: [c["tokens"][c["focus"]].strip() for c in side["contexts"]]
+        for side in (letter_side, word_side)
+    }
+    # The word latent fires on its word; the letter latent on other words of its letter, never on
+    # the words that absorb it.
+    assert focus[word_side["latent"]] == [word] * 5
+    assert len(focus[letter_side["latent"]]) == 5
+    assert all(w[0].upper() == letter and w not in absorbed for w in focus[letter_side["latent"]])
+    assert row["decoder_cosine"] > 0 and row["expected_cooccurrence"] > row["cooccurrence"]
+    assert word_side["moves"] and letter_side["firing_rate"] > word_side["firing_rate"] > 0
+
+    page = (run_dir / "pairs.html").read_text(encoding="utf-8")
+    for shown in (word, *focus[letter_side["latent"]]):
+        assert f"<mark> {html.escape(shown)}</mark>" in page
+    assert page.count('<tr class="true">') == sum(marks.values())
+    assert page.count('<tr class="false">') == len(marks) - sum(marks.values())
+    assert html.escape(f"(precision {precision:.2f})") in page

@@ -2,7 +2,8 @@
 
 At a checkpoint the ranks reduce into rank 0, which writes the bit-packed "ever co-occurred"
 triangle and then the counts (see io/cooccurrence_results.py for why in that order); the other
-ranks zero theirs. On resume rank 0 starts from the saved counts and the others from zero.
+ranks zero theirs. On resume rank 0 starts from the saved counts and the others from zero. Top
+contexts follow the same rule: rank 0 keeps the best of every rank's, the others start empty.
 """
 
 from dataclasses import dataclass
@@ -16,14 +17,17 @@ from torch import Tensor
 
 from sae_hacking.config import ConfigError
 from sae_hacking.cooccurrence.config import CooccurrenceConfig
+from sae_hacking.cooccurrence.contexts import CONTEXT_AFTER, CONTEXT_BEFORE, TopContexts, merge_top
 from sae_hacking.core.triangle import triangle_size
 from sae_hacking.io.cooccurrence_results import (
     ROWS,
     TRIANGLE,
+    has_vocabulary,
     read_manifest,
     read_tensors,
     save_counts,
     save_ever_cooccurred,
+    write_vocabulary,
 )
 from sae_hacking.llm.distributed import RankInfo, barrier
 from sae_hacking.llm.options import corpus_of
@@ -39,6 +43,8 @@ class Counter:
     prompts: int = 0
     tokens: int = 0
     prompts_before: int = 0
+    # Each latent's top contexts (None with --top-contexts 0).
+    top: TopContexts | None = None
 
 
 def manifest_of(
@@ -66,6 +72,8 @@ def manifest_of(
         "max_tokens_in_prompt": config.max_tokens_in_prompt,
         "batch_size": config.batch_size,
         "count_bos": config.count_bos,
+        "top_contexts": config.top_contexts,
+        "context_window": [CONTEXT_BEFORE, CONTEXT_AFTER] if config.top_contexts else None,
         "world": ranks.world,
         "progress": progress,
         "complete": complete,
@@ -87,25 +95,64 @@ def checkpoint(
     config: CooccurrenceConfig,
     run_dir: Path,
     sae: SAE[Any],
+    tokenizer: Any,
     counter: Counter,
     ranks: RankInfo,
     complete: bool,
 ) -> None:
-    """Reduce every rank's counts into rank 0, which writes them atomically (collective)."""
+    """Reduce every rank's counts (and top contexts) into rank 0, which writes them atomically
+    (collective); the tokenizer's vocabulary goes beside them once, to show the contexts."""
     progress = _gather_progress(counter, ranks)
     if ranks.world > 1:
         for tensor in (counter.counts, counter.firing_E):
             dist.reduce(tensor, dst=0)
             if not ranks.is_main:
                 tensor.zero_()
+        if counter.top is not None:
+            counter.top = _gathered_top(counter.top, ranks)
     if ranks.is_main:
         manifest = manifest_of(config, sae, ranks, counter.counts.dtype, progress, complete)
         key = "row_counts" if config.rows else "pair_counts"
         if not config.rows:
             # Bits first: a reader trusts them only once the counts of the same checkpoint follow.
             save_ever_cooccurred(run_dir, counter.counts, manifest)
-        save_counts(run_dir, {key: counter.counts, "firing_counts": counter.firing_E}, manifest)
+        tensors = {key: counter.counts, "firing_counts": counter.firing_E}
+        if counter.top is not None:
+            if not has_vocabulary(run_dir):
+                write_vocabulary(run_dir, token_strings(tokenizer))
+            tensors.update(counter.top.tensors())
+        save_counts(run_dir, tensors, manifest)
     barrier(ranks)
+
+
+def _gathered_top(top: TopContexts, ranks: RankInfo) -> TopContexts:
+    """On rank 0 the top contexts of every rank's; on the others none (they start again)."""
+    gathered = []
+    for tensor in top.tensors().values():
+        everyone = [torch.empty_like(tensor) for _ in range(ranks.world)]
+        dist.all_gather(everyone, tensor.contiguous())
+        gathered.append(everyone)
+    width, k = top.prompts_EK.shape
+    if not ranks.is_main:
+        return TopContexts.empty(width, k, top.prompts_EK.device)
+    merged = top
+    for rank in range(1, ranks.world):
+        merged = merge_top(merged, TopContexts(*(parts[rank] for parts in gathered)))
+    return merged
+
+
+def token_strings(tokenizer: Any) -> list[str]:
+    """Each token id's text as it reads inside a context: a word-initial piece keeps its space
+    (decoding one id alone drops it for SentencePiece-style tokenizers, not byte-level ones)."""
+    ids = list(range(len(tokenizer)))
+    texts = tokenizer.batch_decode([[i] for i in ids])
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    return [
+        " " + text
+        if isinstance(piece, str) and piece[:1] in ("\u2581", "\u0120") and not text.startswith(" ")
+        else text
+        for text, piece in zip(texts, pieces, strict=True)
+    ]
 
 
 def start_counter(
@@ -121,6 +168,8 @@ def start_counter(
         torch.zeros(shape, dtype=dtype, device=device),
         torch.zeros(width, dtype=torch.int64, device=device),
     )
+    if config.top_contexts:
+        counter.top = TopContexts.empty(width, config.top_contexts, device)
     if config.resume is None:
         return counter
     manifest = read_manifest(config.resume)
@@ -131,15 +180,24 @@ def start_counter(
         saved = read_tensors(config.resume)
         counter.counts.copy_(saved[key])
         counter.firing_E.copy_(saved["firing_counts"])
+        if counter.top is not None:
+            counter.top = TopContexts.of(saved).to(device)
     return counter
 
 
-def check_resumable(resume: Path, ranks: RankInfo) -> None:
-    """Refuse to resume a finished run, or one counted by another number of ranks.
+def check_resumable(resume: Path, ranks: RankInfo, top_contexts: int) -> None:
+    """Refuse to resume a finished run, one counted by another number of ranks, or one that kept
+    another number of top contexts (a run from before they were kept has none).
 
     Every other setting comes from the run's saved config (``config.resumed``).
     """
     saved = read_manifest(resume)
+    kept = int(saved.get("top_contexts") or 0)
+    if kept != top_contexts:
+        raise ConfigError(
+            "top_contexts",
+            f"'{resume}' kept {kept} top contexts per latent; resume with --top-contexts {kept}",
+        )
     if saved.get("complete"):
         raise ConfigError("resume", f"'{resume}' is already complete")
     if saved.get("world") != ranks.world:

@@ -66,6 +66,11 @@ class CooccurrenceConfig:
         (), "count only these latents against all, e.g. 3,17,40", check=latent_ids
     )
     count_bos: bool = count_bos_option()
+    top_contexts: int = option(
+        5,
+        "keep each latent's this many top-activating contexts, shown by look_for_pairs.py (0: none)",
+        check=non_negative,
+    )
     count_dtype: str = option(
         "auto",
         "auto (int32 when --max-tokens keeps counts below 2^31), int32 or int64",

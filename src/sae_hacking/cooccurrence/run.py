@@ -19,8 +19,14 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 
 from sae_hacking.config import ConfigError, read_saved_options, resumed
-from sae_hacking.cooccurrence.checkpoint import check_resumable, checkpoint, start_counter
+from sae_hacking.cooccurrence.checkpoint import (
+    Counter,
+    check_resumable,
+    checkpoint,
+    start_counter,
+)
 from sae_hacking.cooccurrence.config import DEFAULT_PROMPT_TOKENS, CooccurrenceConfig
+from sae_hacking.cooccurrence.contexts import batch_top, merge_top
 from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
 from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.atomic import append_jsonl, remove_stale_temporaries
@@ -45,7 +51,7 @@ from sae_hacking.llm.options import corpus_of
 from sae_hacking.llm.saes import (
     TINY_RELEASE,
     check_release_id,
-    firing_latents,
+    firing_and_activations,
     resolve_sae,
     sae_hook_name,
 )
@@ -75,13 +81,49 @@ def hook_acts(model: HookedSAETransformer, hook_name: str, batch: TokenBatch) ->
 
 
 @torch.inference_mode()
+def encode_batch(
+    model: HookedSAETransformer, sae: SAE[Any], hook_name: str, batch: TokenBatch
+) -> tuple[Tensor, Tensor]:
+    """Which SAE latents fire on each counted token and their activations where they fire,
+    running the model only as far as the hook."""
+    acts = hook_acts(model, hook_name, batch)
+    x_TM = acts.reshape(*acts.shape[:2], -1)[batch.counted_BS]
+    return firing_and_activations(sae, x_TM)
+
+
 def active_of_batch(
     model: HookedSAETransformer, sae: SAE[Any], hook_name: str, batch: TokenBatch
 ) -> Tensor:
     """Which SAE latents fire on each counted token, running the model only as far as the hook."""
-    acts = hook_acts(model, hook_name, batch)
-    x_TM = acts.reshape(*acts.shape[:2], -1)[batch.counted_BS]
-    return firing_latents(sae, x_TM)
+    return encode_batch(model, sae, hook_name, batch)[0]
+
+
+@torch.inference_mode()
+def add_batch_contexts(
+    counter: Counter,
+    active_TE: Tensor,
+    acts_TE: Tensor,
+    batch: TokenBatch,
+    ranks: RankInfo,
+    k: int,
+) -> None:
+    """Merge the batch's best contexts into the counter's; prompts get their corpus index
+    (rank r of w reads prompts r, r + w, ..., see llm/corpus.py)."""
+    assert counter.top is not None
+    read = counter.prompts_before + counter.prompts
+    prompt_B = ranks.rank + ranks.world * (
+        read + torch.arange(batch.n_prompts, device=active_TE.device)
+    )
+    found = batch_top(
+        acts_TE.float(),
+        active_TE,
+        batch.tokens_BS,
+        batch.attention_mask_BS,
+        batch.counted_BS,
+        prompt_B,
+        k,
+    )
+    counter.top = merge_top(counter.top, found)
 
 
 def _progress_bar(total: int | None, show: bool) -> Progress:
@@ -158,7 +200,7 @@ def _run(config: CooccurrenceConfig, ranks: RankInfo, device: torch.device) -> P
     check_corpus(corpus)
     model, sae = _load_checked(config, device)
     if config.resume is not None:
-        check_resumable(config.resume, ranks)
+        check_resumable(config.resume, ranks, config.top_contexts)
         if ranks.is_main:
             remove_stale_temporaries(config.resume)
         return _count(config, ranks, device, model, sae, config.resume)
@@ -225,7 +267,13 @@ def _count(
             if not _any_rank_continues(batch is not None, ranks, device):
                 break
             if batch is not None:
-                active_TE = active_of_batch(model, sae, hook_name, batch.to(device))
+                batch = batch.to(device)
+                active_TE, acts_TE = encode_batch(model, sae, hook_name, batch)
+                if config.top_contexts:
+                    add_batch_contexts(
+                        counter, active_TE, acts_TE, batch, ranks, config.top_contexts
+                    )
+                del acts_TE  # freed before the scatter, so peak memory stays that of counting
                 if config.rows:
                     add_row_counts_(counter.counts, counter.firing_E, active_TE, rows_R)
                 else:
@@ -238,7 +286,7 @@ def _count(
                 task, advance=batch.n_prompts if batch else 0, tokens=counter.tokens, rate=rate
             )
             if config.save_every and step % config.save_every == 0:
-                checkpoint(config, run_dir, sae, counter, ranks, complete=False)
+                checkpoint(config, run_dir, sae, model.tokenizer, counter, ranks, complete=False)
     # Before ranks reduce, counter.tokens on rank 0 holds the saved tokens plus its own.
     if _total_tokens(counter.tokens, ranks, device) == 0:
         raise ConfigError(
@@ -246,5 +294,5 @@ def _count(
             f"{counter.prompts_before + counter.prompts} prompts gave no token to count "
             "(BOS is not counted); give longer prompts or a larger --max-tokens-in-prompt",
         )
-    checkpoint(config, run_dir, sae, counter, ranks, complete=True)
+    checkpoint(config, run_dir, sae, model.tokenizer, counter, ranks, complete=True)
     return run_dir

@@ -8,7 +8,12 @@ touches only the pairs it looks up. Layouts:
 - ``packed_upper_triangle``: ``pair_counts`` [E(E-1)/2], pair (i < j) at ``i*E - i*(i+1)/2 + j-i-1``.
 - ``rows``: ``row_counts`` [R, E] for the latents ``rows``; entry (r, r) holds r's firing count.
 
-Both carry ``firing_counts`` [E] (int64): the tokens on which each latent fired.
+Both carry ``firing_counts`` [E] (int64): the tokens on which each latent fired, and with
+``--top-contexts k`` each latent's best k contexts (``cooccurrence/contexts.py``): ``top_activations``
+[E, k], ``top_prompts`` and ``top_positions`` [E, k] (prompt -1: empty slot) and ``top_tokens``
+[E, k, 11] (the ids of 8 tokens before to 2 after, -1 outside the prompt), saved in the same file
+as the counts so both always describe the same checkpoint. ``vocabulary.json`` holds the
+tokenizer's text of every token id, so a report shows contexts without the tokenizer.
 
 Each safetensors file carries a copy of its manifest in its own header, so the one atomic rename
 of the tensor file replaces tensors and manifest together; the JSON beside it can lag one
@@ -33,6 +38,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from sae_hacking.cooccurrence.contexts import CONTEXT_BEFORE, KEYS, NONE, TopContexts, merge_top
 from sae_hacking.core.triangle import BITS_PER_WORD, bits_at, pack_bits, pair_index, triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write, atomic_write_json
@@ -54,6 +60,8 @@ _NUMPY_DTYPES = {"I32": np.int32, "I64": np.int64}
 # Tensors are summed or bit-packed this many entries at a time, so memory stays near one copy.
 _CHUNK = 1 << 26
 
+
+VOCABULARY = "vocabulary.json"
 
 # What identifies a checkpoint's data: equal values mean equal counts.
 CHECKPOINT_KEYS = ("tokens", "prompts", "progress", "merged_from", "complete")
@@ -167,6 +175,23 @@ def check_counts(path: Path, manifest: dict[str, Any], flag: str) -> None:
             )
 
 
+def has_vocabulary(directory: Path) -> bool:
+    return (directory / VOCABULARY).is_file()
+
+
+def write_vocabulary(directory: Path, tokens: list[str]) -> None:
+    """Each token id's text (index = id), to show contexts without loading the tokenizer."""
+    atomic_write_json(directory / VOCABULARY, {"tokens": tokens})
+
+
+def read_vocabulary(directory: Path, flag: str = "--cooccurrence-dir") -> list[str]:
+    path = directory / VOCABULARY
+    tokens = read_json_object(path, flag).get("tokens")
+    if not isinstance(tokens, list):
+        raise damaged(flag, path, "it holds no token list")
+    return [str(t) for t in tokens]
+
+
 def _save(directory: Path, name: str, tensors: dict[str, Tensor], manifest: dict[str, Any]) -> None:
     """Write the tensors with the manifest in their header (one atomic rename), then the JSON copy."""
     tensor_path, manifest_path = bundle_paths(directory, name)
@@ -273,9 +298,57 @@ class CooccurrenceResults:
             words_D, torch.arange(index_D.shape[0]) * BITS_PER_WORD + index_D % BITS_PER_WORD
         )
 
+    @property
+    def top_k(self) -> int:
+        """How many contexts per latent the run kept (0: none)."""
+        return int(self.manifest.get("top_contexts") or 0)
+
+    def top_tensors(self, latents: list[int] | None = None) -> TopContexts:
+        """The kept contexts of ``latents`` (rows in that order), or of all latents."""
+        path = bundle_paths(self.directory, COUNTS)[0]
+        # Read from the file whose checksums were checked on open, only the rows asked for.
+        with safe_open(str(path), framework="pt") as handle:
+            if latents is None:
+                return TopContexts.of({key: handle.get_tensor(key) for key in KEYS})
+            return TopContexts.of(
+                {key: torch.stack([handle.get_slice(key)[i] for i in latents]) for key in KEYS}
+            )
+
+    def top_contexts(self, latents: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """Each latent's kept contexts, best first: activation, prompt (index in the corpus, or in
+        the merged runs' corpora one after another), position (BOS at 0) and the window's token
+        texts with the index of the token itself (``focus``). Empty without kept contexts."""
+        if not self.top_k or not latents:
+            return {}
+        vocabulary = read_vocabulary(self.directory, self.flag)
+        top = self.top_tensors(latents)
+        found: dict[int, list[dict[str, Any]]] = {}
+        for row, latent in enumerate(latents):
+            contexts = []
+            for slot in range(top.k):
+                if int(top.prompts_EK[row, slot]) == NONE:
+                    continue
+                window = top.tokens_EKZ[row, slot].tolist()
+                kept = [i for i, t in enumerate(window) if t != NONE]
+                contexts.append(
+                    {
+                        "activation": float(top.activations_EK[row, slot]),
+                        "prompt": int(top.prompts_EK[row, slot]),
+                        "position": int(top.positions_EK[row, slot]),
+                        "tokens": [_text(vocabulary, window[i]) for i in kept],
+                        "focus": kept.index(CONTEXT_BEFORE),
+                    }
+                )
+            found[latent] = contexts
+        return found
+
     def lookup(self) -> Callable[[Tensor, Tensor], Tensor]:
         """``(first_P, second_P) -> counts_P``, the pair search's co-occurrence lookup."""
         return self.pair_counts
+
+
+def _text(vocabulary: list[str], token: int) -> str:
+    return vocabulary[token] if 0 <= token < len(vocabulary) else f"<{token}>"
 
 
 def load_cooccurrence(
@@ -312,7 +385,18 @@ def load_cooccurrence(
     return CooccurrenceResults(directory, manifest, firing_E, flag)
 
 
-MERGE_KEYS = ("layout", "width", "rows", "model", "sae_release", "sae_id", "hook_name", "count_bos")
+MERGE_KEYS = (
+    "layout",
+    "width",
+    "rows",
+    "model",
+    "sae_release",
+    "sae_id",
+    "hook_name",
+    "count_bos",
+    "top_contexts",
+    "context_window",
+)
 
 
 def open_mergeable(directories: list[Path], flag: str = "RUNS") -> list[CooccurrenceResults]:
@@ -339,9 +423,10 @@ def open_mergeable(directories: list[Path], flag: str = "RUNS") -> list[Cooccurr
     return runs
 
 
-def merge_results(directories: list[Path], output: Path) -> dict[str, Any]:
-    """Sum finished runs of the same model, SAE and layout into ``output``; returns its manifest."""
-    runs = open_mergeable(directories)
+def merge_results(directories: list[Path], output: Path, flag: str = "RUNS") -> dict[str, Any]:
+    """Sum finished runs of the same model, SAE and layout into ``output`` (their top contexts
+    merged); returns its manifest."""
+    runs = open_mergeable(directories, flag)
     first = runs[0].manifest
     tokens = sum(run.tokens for run in runs)
     dtype = torch.int32 if tokens < 2**31 else torch.int64
@@ -365,8 +450,23 @@ def merge_results(directories: list[Path], output: Path) -> dict[str, Any]:
         "progress": None,
         "complete": True,
     }
+    tensors = {key: total, "firing_counts": firing}
+    if runs[0].top_k:
+        tensors.update(_merged_top(runs).tensors())
+        write_vocabulary(output, read_vocabulary(runs[0].directory, flag))
     if first["layout"] == TRIANGLE:
         assert total.shape[0] == triangle_size(first["width"])
         save_ever_cooccurred(output, total, manifest)
-    save_counts(output, {key: total, "firing_counts": firing}, manifest)
+    save_counts(output, tensors, manifest)
     return manifest
+
+
+def _merged_top(runs: list[CooccurrenceResults]) -> TopContexts:
+    """The runs' top contexts merged, prompts numbered as if their corpora were one after another."""
+    merged, offset = None, 0
+    for run in runs:
+        top = run.top_tensors().offset_prompts(offset)
+        merged = top if merged is None else merge_top(merged, top)
+        offset += run.prompts
+    assert merged is not None
+    return merged

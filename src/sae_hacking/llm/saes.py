@@ -123,18 +123,28 @@ def check_pairing(cfg: HookedTransformerConfig, sae: SAE[Any], flag: str = "--sa
 
 @torch.no_grad()
 def firing_latents(sae: SAE[Any], x_TM: Float[Tensor, "T M"]) -> Bool[Tensor, "T E"]:
-    """Which latents fire on each input, exactly ``sae.encode(x) > 0``.
+    """Which latents fire on each input, exactly ``sae.encode(x) > 0``."""
+    return firing_and_activations(sae, x_TM)[0]
+
+
+def firing_and_activations(
+    sae: SAE[Any], x_TM: Float[Tensor, "T M"]
+) -> tuple[Bool[Tensor, "T E"], Float[Tensor, "T E"]]:
+    """Which latents fire on each input (exactly ``sae.encode(x) > 0``) and tensors equal to
+    their activations where they fire (elsewhere anything).
 
     A plain JumpReLU SAE fires where ``pre > threshold`` and ``relu(pre) > 0``, i.e. where
-    ``pre > max(threshold, 0)``: one comparison instead of the ReLU, mask and product over T x E
-    (on the d_model 256, 4096-latent stand-in that cut the encode from ~0.45 s to ~0.25 s over
-    11k tokens on one thread; see benchmarks/cooccurrence.py). Other SAEs go through ``encode``.
+    ``pre > max(threshold, 0)``, and its activation there is ``pre``: one comparison instead of
+    the ReLU, mask and product over T x E (on the d_model 256, 4096-latent stand-in that cut the
+    encode from ~0.45 s to ~0.25 s over 11k tokens on one thread; see benchmarks/cooccurrence.py).
+    Other SAEs go through ``encode``.
     """
     if type(sae) is JumpReLUSAE and isinstance(sae.activation_fn, torch.nn.ReLU):
         # The same expression as JumpReLUSAE.encode, so the floats compared are identical.
         hidden_pre = sae.hook_sae_acts_pre(sae.process_sae_in(x_TM) @ sae.W_enc + sae.b_enc)
-        return hidden_pre > sae.threshold.clamp(min=0)
-    return sae.encode(x_TM) > 0
+        return hidden_pre > sae.threshold.clamp(min=0), hidden_pre
+    acts_TE = sae.encode(x_TM)
+    return acts_TE > 0, acts_TE
 
 
 @torch.no_grad()

@@ -68,6 +68,15 @@ class PairSearchConfig:
     explanations: bool = option(
         False, "fetch Neuronpedia explanations (cached; skipped when offline)"
     )
+    decoder_cosine: bool = option(
+        True,
+        "show each pair's decoder cosine (loads the ablator SAE; a hub SAE not cached is downloaded)",
+    )
+    truth: Path | None = option(
+        None,
+        "mark pairs against known absorption: a planted run's truth.json or first_letter_absorption.py's "
+        "absorbing_pairs.json (key absorbed_pairs: letter_latent, word_latent); prints precision and recall",
+    )
     device: str = device_option()
     output_dir: Path | None = output_dir_option()
 

@@ -7,14 +7,23 @@ import torch
 from rich.console import Console
 
 from sae_hacking.config import ConfigError
+from sae_hacking.core.pair_scores import expected_cooccurrence
 from sae_hacking.core.pairs import find_pairs
 from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.errors import UserInputError
 from sae_hacking.io.ablation_sources import firing_of, open_cooccurrence, pair_lookup
 from sae_hacking.io.cooccurrence_results import CooccurrenceResults
 from sae_hacking.io.effects import EffectStore, check_same_sources, compact, read_manifest
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 from sae_hacking.neuronpedia import explain, neuronpedia_url
 from sae_hacking.pair_search.config import PairSearchConfig
+from sae_hacking.pair_search.evidence import (
+    decoder_cosines,
+    load_decoder,
+    most_moved,
+    read_truth,
+    score_against,
+)
 from sae_hacking.pair_search.ranking import rank_pairs
 from sae_hacking.pair_search.report import (
     LatentInfo,
@@ -43,7 +52,8 @@ def _no_cooccurrence(first_P: torch.Tensor, second_P: torch.Tensor) -> torch.Ten
 def _open_inputs(
     config: PairSearchConfig,
 ) -> tuple[list[Path], list[dict[str, Any]], CooccurrenceResults | None]:
-    """Read and cross-check every input before a run directory is made."""
+    """Read and cross-check every input before a run directory is made (--truth is read by
+    ``run`` first)."""
     sources = [_effects_dir(d) for d in config.ablation_dir]
     manifests = [read_manifest(s, "--ablation-dir") for s in sources]
     check_same_sources(manifests, "--ablation-dir")
@@ -70,6 +80,7 @@ def _open_inputs(
 def run(config: PairSearchConfig) -> Path:
     """Search pairs and write pairs.json, pairs.csv, cosines.png and pairs.html to a new run directory."""
     device = resolve_device(config.device)
+    truth = None if config.truth is None else read_truth(config.truth)
     sources, manifests, cooccurrence = _open_inputs(config)
     ranked = config.scoring == "ranked"
     count_bar = ANY_COUNT if ranked else config.cooccurrence_threshold
@@ -121,16 +132,32 @@ def run(config: PairSearchConfig) -> Path:
     )
     row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
     firing = firing_of(cooccurrence, ids)
+    contexts = {} if cooccurrence is None else cooccurrence.top_contexts(ids)
+    moved = most_moved(store, ids, store.manifest["reader"].get("neuronpedia_id"))
+    tokens = None if cooccurrence is None else cooccurrence.tokens
 
     def info(latent: int) -> LatentInfo:
+        count = firing[latent]
         return LatentInfo(
             latent=latent,
             ablations=int(store.counts_R[row_of[latent]]),
-            firing=firing[latent],
+            firing=count,
             url=neuronpedia_url(neuronpedia_id, latent),
             explanation=texts.get(latent),
+            firing_rate=None if count is None or not tokens else count / tokens,
+            contexts=contexts.get(latent, []),
+            moves=moved[latent],
         )
 
+    first, second = pairs.first_P.tolist(), pairs.second_P.tolist()
+    decoder = _decoder_cosines(config, store.manifest, pairs.first_P, pairs.second_P)
+    expected: list[float | None] = [None] * len(first)
+    if cooccurrence is not None and len(first):
+        expected = expected_cooccurrence(
+            cooccurrence.firing_E[pairs.first_P.cpu()],
+            cooccurrence.firing_E[pairs.second_P.cpu()],
+            cooccurrence.tokens,
+        ).tolist()
     rows = [
         PairRow(
             info(int(i)),
@@ -138,13 +165,18 @@ def run(config: PairSearchConfig) -> Path:
             float(c),
             int(n) if config.cooccurrence_dir else None,
             score,
+            expected_cooccurrence=e,
+            decoder_cosine=d,
+            true_pair=None if truth is None else tuple(sorted((i, j))) in truth,
         )
-        for i, j, c, n, score in zip(
-            pairs.first_P.tolist(),
-            pairs.second_P.tolist(),
+        for i, j, c, n, score, e, d in zip(
+            first,
+            second,
             pairs.cosine_P.tolist(),
             pairs.cooccurrence_P.tolist(),
             scores,
+            expected,
+            decoder,
             strict=True,
         )
     ]
@@ -171,8 +203,11 @@ def run(config: PairSearchConfig) -> Path:
             else f"; all {len(rows)} shown."
         )
     )
+    scored = None if truth is None else score_against(list(zip(first, second, strict=True)), truth)
+    truth_line = None if scored is None else _truth_line(scored, config.truth)
     meta = {
         "summary": summary,
+        "truth": None if scored is None else {"file": str(config.truth), **scored},
         "ablator": ablator,
         "reader": store.manifest["reader"],
         "similarity": kind,
@@ -191,6 +226,39 @@ def run(config: PairSearchConfig) -> Path:
         config.cosine_sim_threshold,
         f"{kind} of all compared pairs",
     )
-    write_html(run_dir / "pairs.html", rows, "Pairs of latents with similar effects", summary)
+    write_html(
+        run_dir / "pairs.html", rows, "Pairs of latents with similar effects", summary, truth_line
+    )
     console.print(summary, highlight=False)
+    if truth_line is not None:
+        console.print(truth_line, highlight=False)
     return run_dir
+
+
+def _truth_line(scored: dict[str, Any], path: Path | None) -> str:
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return (
+        f"against {path}: {scored['true_reported']} of the {scored['reported']} reported pairs "
+        f"are true (precision {share(scored['precision'])}), {scored['true_reported']} of the "
+        f"{scored['true_pairs']} true pairs reported (recall {share(scored['recall'])})"
+    )
+
+
+def _decoder_cosines(
+    config: PairSearchConfig,
+    manifest: dict[str, Any],
+    first_P: torch.Tensor,
+    second_P: torch.Tensor,
+) -> list[float | None]:
+    """Each pair's decoder cosine, or None for all when the ablator SAE cannot be loaded (which
+    never fails the search)."""
+    if not config.decoder_cosine or first_P.shape[0] == 0:
+        return [None] * first_P.shape[0]
+    try:
+        decoder_EM = load_decoder(manifest["ablator"], manifest["model"])
+    except UserInputError as error:
+        console.print(f"no decoder cosines: {error}", highlight=False)
+        return [None] * first_P.shape[0]
+    return decoder_cosines(decoder_EM, first_P, second_P).tolist()

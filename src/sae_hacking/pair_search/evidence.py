@@ -1,0 +1,105 @@
+"""What the pair report shows beside the scores: decoder cosines, the reader latents each ablation
+moves most, and the planted or evaluated truth to mark pairs against."""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from sae_hacking.errors import UserInputError
+from sae_hacking.io.bundle import read_json_object
+from sae_hacking.io.effects import EffectStore
+from sae_hacking.neuronpedia import neuronpedia_url
+
+TRUTH_KEY = "absorbed_pairs"
+TRUTH_IDS = ("letter_latent", "word_latent")
+# Reader latents listed per ablated latent.
+TOP_MOVED = 5
+
+
+def read_truth(path: Path, flag: str = "--truth") -> frozenset[tuple[int, int]]:
+    """The (letter latent, word latent) pairs of a planted ``truth.json`` or of the first-letter
+    evaluation's ``absorbing_pairs.json``, each as (smaller id, larger id)."""
+    if not path.is_file():
+        raise UserInputError(flag, f"'{path}' is not a file")
+    pairs = read_json_object(path, flag).get(TRUTH_KEY)
+    if not isinstance(pairs, list):
+        raise UserInputError(flag, f"'{path}' has no '{TRUTH_KEY}' list")
+    truth = set()
+    for number, pair in enumerate(pairs):
+        ids = [pair.get(key) if isinstance(pair, dict) else None for key in TRUTH_IDS]
+        valid = [i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
+        if len(valid) != len(TRUTH_IDS):
+            raise UserInputError(
+                flag,
+                f"'{path}': entry {number} of '{TRUTH_KEY}' needs non-negative integer "
+                "'letter_latent' and 'word_latent'",
+            )
+        low, high = sorted(valid)
+        truth.add((low, high))
+    return frozenset(truth)
+
+
+def score_against(
+    found: list[tuple[int, int]], truth: frozenset[tuple[int, int]]
+) -> dict[str, Any]:
+    """Precision of the reported pairs and recall of the true ones (pairs in either order)."""
+    reported = {tuple(sorted(p)) for p in found}
+    hits = len(reported & truth)
+    return {
+        "true_pairs": len(truth),
+        "reported": len(reported),
+        "true_reported": hits,
+        "precision": hits / len(reported) if reported else None,
+        "recall": hits / len(truth) if truth else None,
+    }
+
+
+def load_decoder(ablator: dict[str, Any], model: str) -> Float[Tensor, "E M"]:
+    """The ablator SAE's decoder rows, loaded as the co-occurrence and ablation runs loaded it."""
+    from sae_hacking.llm.models import load_model
+    from sae_hacking.llm.options import TINY_RELEASE
+    from sae_hacking.llm.saes import load_sae, load_sae_from_disk, tiny_sae
+
+    release, sae_id = str(ablator["release"]), str(ablator["id"])
+    if Path(release).is_dir():
+        sae = load_sae_from_disk(Path(release), flag="--ablation-dir")
+    elif release == TINY_RELEASE:
+        sae = tiny_sae(load_model(model), sae_id)
+    else:
+        sae = load_sae(release, sae_id, flag="--ablation-dir")
+    return sae.W_dec.detach().float().cpu()
+
+
+def decoder_cosines(
+    decoder_EM: Float[Tensor, "E M"], first_D: Int[Tensor, " D"], second_D: Int[Tensor, " D"]
+) -> Float[Tensor, " D"]:
+    """Cosine of each pair's decoder rows."""
+    return torch.nn.functional.cosine_similarity(
+        decoder_EM[first_D.cpu()], decoder_EM[second_D.cpu()], dim=1
+    )
+
+
+def most_moved(
+    store: EffectStore, latents: list[int], reader_neuronpedia_id: str | None, top: int = TOP_MOVED
+) -> dict[int, list[dict[str, Any]]]:
+    """For each ablated latent, the reader latents its ablation moves most on average (largest
+    |mean clean - ablated|), with their Neuronpedia pages."""
+    row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
+    moved: dict[int, list[dict[str, Any]]] = {}
+    for latent in latents:
+        row = row_of[latent]
+        mean_Y = store.rows(row, row + 1)[0] / max(int(store.counts_R[row]), 1)
+        biggest = mean_Y.abs().topk(min(top, mean_Y.shape[0])).indices.tolist()
+        moved[latent] = [
+            {
+                "latent": int(r),
+                "mean_effect": float(mean_Y[r]),
+                "url": neuronpedia_url(reader_neuronpedia_id, int(r)),
+            }
+            for r in biggest
+            if float(mean_Y[r]) != 0.0
+        ]
+    return moved

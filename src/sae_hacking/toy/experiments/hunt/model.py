@@ -16,7 +16,7 @@ reader SAE reads a later layer), read in one of ``EFFECT_SPACES``.
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from sae_hacking.core.similarity import unit_rows
@@ -43,13 +43,18 @@ class Downstream:
 def build_downstream(
     kind: str,
     features_NM: Float[Tensor, "N M"],
+    parent_N: Int[Tensor, " N"],
     width: int,
     offset: float,
     generator: torch.Generator,
 ) -> Downstream:
-    """The readout of the true features, or a random layer of ``width`` unit rows."""
+    """The readout of the true features, of the parent features only (those with a read-out
+    child), or a random layer of ``width`` unit rows."""
     if kind == "readout":
         return Downstream(features_NM.clone(), offset)
+    if kind == "parents":
+        parents = parent_N[parent_N >= 0].unique()
+        return Downstream(features_NM[parents].clone(), offset)
     if kind == "random":
         raw_DM = torch.randn(
             width, features_NM.shape[1], generator=generator, device=generator.device

@@ -12,7 +12,7 @@ from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 from sae_hacking.toy.data.tree import TreeSource
-from sae_hacking.toy.data.tree_spec import load_forest
+from sae_hacking.toy.experiments.hunt.cases import hunt_source
 from sae_hacking.toy.experiments.hunt.config import HuntConfig
 from sae_hacking.toy.experiments.hunt.model import (
     FiringThreshold,
@@ -97,7 +97,7 @@ class TrainedAblator:
 def train_ablator(config: HuntConfig, device: torch.device) -> TrainedAblator:
     """Build the tree source and train the ablator SAE on it, from the config's seed."""
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    source = TreeSource.build(load_forest(config.hierarchy), config.model_dim, generator)
+    source = hunt_source(config.hierarchy, config.model_dim, generator)
     width = config.ablator_width or source.features_NM.shape[0]
     console.print(f"training the ablator: top-{config.ablator_k} SAE, {width} latents")
     sae = TopKSAE(TopKShape(config.model_dim, width, config.ablator_k), generator)
@@ -124,6 +124,7 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
     downstream = build_downstream(
         config.downstream,
         source.features_NM,
+        source.parent_N,
         config.downstream_width,
         config.downstream_offset,
         generator,

@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--hierarchy", default="25x3")
     parser.add_argument("--model-dim", type=int, default=128)
     parser.add_argument("--firing-threshold", type=float, default=0.5)
+    parser.add_argument("--fit-thresholds", default="none")
+    parser.add_argument("--ablator-k", type=int, default=8)
     parser.add_argument("--reader-width", type=int, default=256)
     parser.add_argument("--reader-k", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3000)
@@ -57,6 +59,8 @@ def main() -> None:
         "hierarchy": args.hierarchy,
         "model_dim": args.model_dim,
         "firing_threshold": args.firing_threshold,
+        "fit_thresholds": args.fit_thresholds,
+        "ablator_k": args.ablator_k,
         "reader_width": args.reader_width,
         "reader_k": args.reader_k,
         "steps": args.steps,

@@ -9,8 +9,16 @@ from typer.testing import CliRunner
 
 from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
-from sae_hacking.llm.planted import MODEL_CONFIG_FILE
-from sae_hacking.llm.planted_hunt import PlantedHunt, write_planted_hunt
+from sae_hacking.llm.planted import MODEL_CONFIG_FILE, absorbing_sae, build_planted_model
+from sae_hacking.llm.planted_hunt import (
+    ABLATOR_HOOK,
+    PlantedHunt,
+    default_absorption,
+    hook_activations,
+    measured_absorption,
+    planted_corpus,
+    write_planted_hunt,
+)
 from sae_hacking.look_for_pairs import app as pairs_app
 from sae_hacking.score_hunt import app as score_app
 
@@ -124,3 +132,16 @@ def test_effects_in_the_reader_hooks_activations_find_the_planted_pairs(
 def case_d_model(case: PlantedHunt) -> int:
     config = json.loads((case.model_dir / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
     return int(config["d_model"])
+
+
+def test_absorption_measured_from_activations_recovers_the_hand_built_pairs() -> None:
+    # The trained case's truth is read off the ablator's activations; on the hand-built ablator
+    # that reading must give back exactly the planted pairs.
+    planted = build_planted_model()
+    absorption = default_absorption(planted)
+    ablator = absorbing_sae(planted, absorption, hook_name=ABLATOR_HOOK)
+    acts = hook_activations(planted, planted_corpus(planted, 200, 16))
+    measured = measured_absorption(planted, ablator.sae, acts)
+    found = {(p["letter_latent"], p["word_latent"]) for p in measured}
+    assert found == {(letter, word) for letter, word, _ in ablator.absorbed_pairs}
+    assert all(p["strength"] == 1.0 for p in measured)

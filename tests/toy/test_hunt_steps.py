@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+from sae_hacking.core.thresholds import otsu_thresholds
 from sae_hacking.toy.experiments.hunt.cases import (
     CHILD_MAGNITUDE,
     LOOKALIKE_COSINE,
@@ -222,3 +223,31 @@ def test_each_method_keeps_the_pairs_its_rule_names() -> None:
 def test_nothing_predicted_scores_precision_one_and_f1_zero() -> None:
     empty = Score(0.5, 0, 0, 4)
     assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)
+
+
+def test_otsu_thresholds_match_a_loop_over_latents_and_splits() -> None:
+    generator = torch.Generator().manual_seed(3)
+    weak = 0.3 * torch.rand(200, 5, generator=generator)
+    strong = 0.8 + 0.2 * torch.rand(200, 5, generator=generator)
+    acts_BE = torch.cat([weak, strong, torch.zeros(50, 5)])
+    acts_BE[:, 4] = 0.0  # a latent that never fires
+    bins = 16
+    fitted_E = otsu_thresholds(acts_BE, bins)
+    for e in range(5):
+        values = acts_BE[:, e][acts_BE[:, e] > 0].double()
+        if not len(values):
+            assert float(fitted_E[e]) == 0.0
+            continue
+        top = float(values.max())
+        index = (values / top * bins).long().clamp(0, bins - 1)
+        centre = (index.double() + 0.5) / bins
+        best, best_split = -1.0, 0
+        for split in range(bins - 1):
+            low, high = centre[index <= split], centre[index > split]
+            if not len(low) or not len(high):
+                continue
+            between = len(low) * len(high) * float(high.mean() - low.mean()) ** 2
+            if between > best:
+                best, best_split = between, split
+        assert float(fitted_E[e]) == pytest.approx((best_split + 1) / bins * top, rel=1e-5)
+        assert 0.3 <= float(fitted_E[e]) <= 0.8 + 1 / bins  # between the weak and strong firings

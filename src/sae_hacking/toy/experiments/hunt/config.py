@@ -55,6 +55,12 @@ class HuntConfig:
     firing_threshold: float = option(
         0.5, "ablator latents fire only above this (0: raw top-k SAE)", check=non_negative
     )
+    fit_thresholds: str = option(
+        "none",
+        "otsu: also fit each ablator latent a bar splitting its weak and strong activations "
+        "(Otsu), the larger of it and --firing-threshold counting",
+        check=one_of("none", "otsu"),
+    )
     downstream: str = option(
         "readout",
         "readout (true features, then ReLU), parents (parent features only, then ReLU) or "

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from sae_hacking.core.thresholds import otsu_thresholds
 from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
@@ -120,6 +121,12 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
     generator.set_state(trained.random_state)
     source, raw_ablator, ablator_metrics = trained.source, trained.sae, trained.metrics
     ablator = FiringThreshold(raw_ablator, config.firing_threshold)
+    if config.fit_thresholds == "otsu":
+        with torch.no_grad():
+            fit_BE = raw_ablator.encode_dense(source.sample(config.eval_samples, generator)[0])
+        ablator = FiringThreshold(
+            raw_ablator, otsu_thresholds(fit_BE).clamp_min(config.firing_threshold)
+        )
 
     downstream = build_downstream(
         config.downstream,

@@ -12,6 +12,12 @@ from sae_lens import SAE, HookedSAETransformer
 from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
+READER_HOOKS = {
+    "latents": "hook_sae_acts_post",
+    "preactivations": "hook_sae_acts_pre",
+    "activations": "hook_sae_input",
+}
+
 
 def zeroing(latent: int) -> Callable[..., Tensor]:
     """A hook that zeroes one latent at every position, as the original did."""
@@ -32,14 +38,18 @@ def reference_effects(
     mask_BS: Tensor,
     counted_BS: Tensor,
     k: int,
+    effect_space: str = "latents",
 ) -> tuple[list[list[int]], dict[int, Tensor]]:
     """The original algorithm, prompt by prompt: hooks on hook_sae_acts_post, error terms kept.
 
     Bugs of the original fixed in the same way as the fast path: the top-k sums only counted
-    tokens, latents that never fired are not ablated, and the mask is passed explicitly.
+    tokens, latents that never fired are not ablated, and the mask is passed explicitly. The
+    reader is read at the SAE hook of ``effect_space``: its latents (the original), its
+    pre-activations, or its input (the reader hook's activations).
     """
     ablator_point = f"{ablator.cfg.metadata.hook_name}.hook_sae_acts_post"
-    reader_point = f"{reader.cfg.metadata.hook_name}.hook_sae_acts_post"
+    reader_hook = READER_HOOKS[effect_space]
+    reader_point = f"{reader.cfg.metadata.hook_name}.{reader_hook}"
     chosen: list[list[int]] = []
     effects: dict[int, Tensor] = {}
     for b in range(tokens_BS.shape[0]):

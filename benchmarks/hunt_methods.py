@@ -7,6 +7,11 @@ the seeds and gives the per-seed range of F1.
 
     uv run benchmarks/hunt_methods.py                        # 25 x 3 defaults, seeds 0-2
     uv run benchmarks/hunt_methods.py --seeds 0,1,2,3,4 --settings random/sae,readout/sae/latents
+    uv run benchmarks/hunt_methods.py --hierarchy misleading --settings parents/sae \
+        --reader-width 64 --reader-k 8 --steps 1500 --samples 20000   # decoder cosines mislead
+
+Beside each method's score at its default threshold, the last table gives its best F1 over the
+threshold sweep (pooled over seeds), so a method that only needed another threshold shows it.
 """
 
 import argparse
@@ -20,7 +25,7 @@ from rich.table import Table
 from sae_hacking.devices import resolve_device
 from sae_hacking.toy.experiments.hunt.config import HuntConfig
 from sae_hacking.toy.experiments.hunt.run import HuntResult, run, train_ablator
-from sae_hacking.toy.experiments.hunt.scoring import METHODS
+from sae_hacking.toy.experiments.hunt.scoring import METHODS, Score
 
 SETTINGS = ("readout/readout", "random/readout", "readout/sae", "random/sae")
 
@@ -40,6 +45,12 @@ def main() -> None:
     parser.add_argument("--hierarchy", default="25x3")
     parser.add_argument("--model-dim", type=int, default=128)
     parser.add_argument("--firing-threshold", type=float, default=0.5)
+    parser.add_argument("--fit-thresholds", default="none")
+    parser.add_argument("--ablator-k", type=int, default=8)
+    parser.add_argument("--reader-width", type=int, default=256)
+    parser.add_argument("--reader-k", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--samples", type=int, default=50_000)
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -48,6 +59,12 @@ def main() -> None:
         "hierarchy": args.hierarchy,
         "model_dim": args.model_dim,
         "firing_threshold": args.firing_threshold,
+        "fit_thresholds": args.fit_thresholds,
+        "ablator_k": args.ablator_k,
+        "reader_width": args.reader_width,
+        "reader_k": args.reader_k,
+        "steps": args.steps,
+        "samples": args.samples,
     }
     results: dict[str, list[HuntResult]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,20 +77,38 @@ def main() -> None:
     table.add_column("setting")
     for method in METHODS:
         table.add_column(method.name, justify="right")
+    best = Table(title="best F1 over the threshold sweep, pooled over seeds (at threshold)")
+    best.add_column("setting")
+    for method in METHODS:
+        best.add_column(method.name, justify="right")
     for setting, runs in results.items():
         cells = []
         for method in METHODS:
             scores = [r.at_default[method.name] for r in runs]
-            tp = sum(s.true_positives for s in scores)
-            predicted = sum(s.predicted for s in scores)
-            actual = sum(s.actual for s in scores)
-            p = tp / predicted if predicted else 1.0
-            r = tp / actual if actual else 1.0
-            f1 = 2 * p * r / (p + r) if p + r else 0.0
+            p, r, f1 = pooled(scores)
             low, high = min(s.f1 for s in scores), max(s.f1 for s in scores)
             cells.append(f"{p:.2f} / {r:.2f} / {f1:.2f} ({low:.2f}-{high:.2f})")
         table.add_row(setting, *cells)
+        best_cells = []
+        for method in METHODS:
+            sweeps = [r.sweeps[method.name] for r in runs]
+            at_bar = [pooled([sweep[i] for sweep in sweeps]) for i in range(len(sweeps[0]))]
+            i_best = max(range(len(at_bar)), key=lambda i: at_bar[i][2])
+            bar = sweeps[0][i_best].threshold
+            best_cells.append(f"{at_bar[i_best][2]:.2f} ({bar:g})")
+        best.add_row(setting, *best_cells)
     Console(width=250).print(table)
+    Console(width=250).print(best)
+
+
+def pooled(scores: list[Score]) -> tuple[float, float, float]:
+    """Precision, recall and F1 of true positives, predictions and truth summed over seeds."""
+    tp = sum(s.true_positives for s in scores)
+    predicted = sum(s.predicted for s in scores)
+    actual = sum(s.actual for s in scores)
+    p = tp / predicted if predicted else 1.0
+    r = tp / actual if actual else 1.0
+    return p, r, 2 * p * r / (p + r) if p + r else 0.0
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ cosine with the co-occurrence bar, and the ranked score. All over the latents th
 ablated.
 
     uv run benchmarks/hunt_planted.py
+    uv run benchmarks/hunt_planted.py --effect-space activations   # effects in the reader hook
+    uv run benchmarks/hunt_planted.py --trained    # trained ablator and reader, measured truth
 """
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
@@ -23,7 +26,7 @@ from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
 from sae_hacking.io.cooccurrence_results import load_cooccurrence
 from sae_hacking.io.effects import EffectStore
-from sae_hacking.llm.planted_hunt import write_planted_hunt
+from sae_hacking.llm.planted_hunt import write_planted_hunt, write_trained_planted_hunt
 from sae_hacking.llm.saes import load_sae_from_disk
 from sae_hacking.look_for_pairs import app as pairs_app
 
@@ -49,10 +52,14 @@ def scored(found: set[tuple[int, int]], truth: frozenset[tuple[int, ...]]) -> tu
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--trained", action="store_true")
+    parser.add_argument("--effect-space", default="latents")
+    args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        case = write_planted_hunt(root)
+        case = write_trained_planted_hunt(root) if args.trained else write_planted_hunt(root)
         truth = frozenset(tuple(sorted(p)) for p in case.truth)
         model = ["--model", str(case.model_dir), "--device", "cpu"]
         corpus = ["--dataset-path", str(case.corpus), "--max-tokens-in-prompt", "32"]
@@ -62,6 +69,7 @@ def main() -> None:
         saes = ["--ablator-sae-release", str(case.ablator_dir)]
         saes += ["--reader-sae-release", str(case.reader_dir), "--cooccurrence-dir", str(cooc)]
         sizes = ["--n-prompts", "600", "--abridge-ablations-to", "40", "--batch-size", "32"]
+        sizes += ["--effect-space", args.effect_space]
         invoke(ablate_app, [*model, *corpus, *saes, *sizes, "--output-dir", str(root / "abl")])
         ablation = only_run(root / "abl")
 
@@ -99,7 +107,11 @@ def main() -> None:
         found["decoder"] = pairs(cosine_P >= DECODER_COSINE)
         found["decoder+never"] = pairs((cosine_P >= DECODER_COSINE) & never_P)
         found["never"] = pairs(never_P)
-    table = Table(title=f"planted language model: {len(truth)} absorbed pairs")
+    kind = "trained SAEs, measured" if args.trained else "hand-built SAEs, planted"
+    table = Table(
+        title=f"planted language model, {kind}: {len(truth)} absorbed pairs, "
+        f"effects in reader {args.effect_space}"
+    )
     for column in ("method", "found", "P", "R", "F1"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for name in ("original", "decoder", "decoder+never", "never", "effect+never", "ranked"):

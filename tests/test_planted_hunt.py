@@ -10,9 +10,18 @@ from typer.testing import CliRunner
 
 from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
-from sae_hacking.llm.planted import LETTERS
-from sae_hacking.llm.planted_hunt import PlantedHunt, write_planted_hunt
+from sae_hacking.llm.planted import LETTERS, MODEL_CONFIG_FILE, absorbing_sae, build_planted_model
+from sae_hacking.llm.planted_hunt import (
+    ABLATOR_HOOK,
+    PlantedHunt,
+    default_absorption,
+    hook_activations,
+    measured_absorption,
+    planted_corpus,
+    write_planted_hunt,
+)
 from sae_hacking.look_for_pairs import app as pairs_app
+from sae_hacking.score_hunt import app as score_app
 
 
 def only_run(out: Path) -> Path:
@@ -127,3 +136,64 @@ def test_the_report_shows_both_latents_contexts_and_marks_pairs_against_the_trut
     assert page.count('<tr class="true">') == sum(marks.values())
     assert page.count('<tr class="false">') == len(marks) - sum(marks.values())
     assert html.escape(f"(precision {precision:.2f})") in page
+
+
+def test_score_hunt_puts_the_planted_pairs_at_the_top_of_the_ranked_hunt(
+    planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
+) -> None:
+    case, _, _ = planted
+    found_pairs(planted, tmp_path / "pairs", "--scoring", "ranked")
+    truth_file = case.corpus.parent / "truth.json"
+    n = len(case.truth)
+    out = tmp_path / "score"
+    inputs = ["--pairs-dir", str(only_run(tmp_path / "pairs")), "--truth", str(truth_file)]
+    invoke(score_app, [*inputs, "--top-n", f"10,{n},100", "--output-dir", str(out)])
+    written = json.loads((only_run(out) / "score.json").read_text(encoding="utf-8"))
+    at = {row["n"]: row for row in written["at_n"]}
+    assert written["truth_pairs"] == n
+    assert at[10]["precision"] == 1.0  # the ten best pairs are all planted
+    assert at[n]["recall"] >= 0.9
+    assert at[n]["precision"] >= 0.9
+
+
+def test_effects_in_the_reader_hooks_activations_find_the_planted_pairs(
+    planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
+) -> None:
+    case, cooc, _ = planted
+    model = ["--model", str(case.model_dir), "--device", "cpu"]
+    corpus = ["--dataset-path", str(case.corpus), "--max-tokens-in-prompt", "32"]
+    saes = ["--ablator-sae-release", str(case.ablator_dir)]
+    saes += ["--reader-sae-release", str(case.reader_dir), "--cooccurrence-dir", str(cooc)]
+    sizes = ["--n-prompts", "600", "--abridge-ablations-to", "40", "--batch-size", "32"]
+    space = ["--effect-space", "activations"]
+    invoke(
+        ablate_app, [*model, *corpus, *saes, *sizes, *space, "--output-dir", str(tmp_path / "a")]
+    )
+    ablation = only_run(tmp_path / "a")
+    manifest = json.loads((ablation / "effects" / "effects.json").read_text(encoding="utf-8"))
+    assert manifest["reader"]["effect_space"] == "activations"
+    assert manifest["reader"]["width"] == case_d_model(case)
+    found = found_pairs((case, cooc, ablation), tmp_path / "p", "--scoring", "ranked")
+    written = json.loads((only_run(tmp_path / "p") / "pairs.json").read_text(encoding="utf-8"))
+    assert written["reader"]["effect_space"] == "activations"  # look_for_pairs says what it read
+    precision, recall = precision_recall(found, frozenset(tuple(sorted(p)) for p in case.truth))
+    assert precision >= 0.9
+    assert recall >= 0.9
+
+
+def case_d_model(case: PlantedHunt) -> int:
+    config = json.loads((case.model_dir / MODEL_CONFIG_FILE).read_text(encoding="utf-8"))
+    return int(config["d_model"])
+
+
+def test_absorption_measured_from_activations_recovers_the_hand_built_pairs() -> None:
+    # The trained case's truth is read off the ablator's activations; on the hand-built ablator
+    # that reading must give back exactly the planted pairs.
+    planted = build_planted_model()
+    absorption = default_absorption(planted)
+    ablator = absorbing_sae(planted, absorption, hook_name=ABLATOR_HOOK)
+    acts = hook_activations(planted, planted_corpus(planted, 200, 16))
+    measured = measured_absorption(planted, ablator.sae, acts)
+    found = {(p["letter_latent"], p["word_latent"]) for p in measured}
+    assert found == {(letter, word) for letter, word, _ in ablator.absorbed_pairs}
+    assert all(p["strength"] == 1.0 for p in measured)

@@ -36,6 +36,7 @@ def fast_effects(
     k: int,
     max_batch: int,
     transformer_lens_blocks: bool = False,
+    effect_space: str = "latents",
 ) -> tuple[list[list[int]], dict[int, Tensor]]:
     plan = plan_for(ablator.cfg.metadata.hook_name, reader.cfg.metadata.hook_name)  # pyright: ignore[reportArgumentType]
     choice, chunks = batched_ablation_effects(
@@ -51,6 +52,7 @@ def fast_effects(
         torch.zeros(0, dtype=torch.long),
         max_batch,
         transformer_lens_blocks=transformer_lens_blocks,
+        effect_space=effect_space,
     )
     chosen = [
         [int(i) for i, ok in zip(row, valid, strict=True) if ok]
@@ -200,3 +202,26 @@ def test_runtime_normalizing_sae_is_refused(tiny: HookedSAETransformer) -> None:
     sae.cfg.normalize_activations = "layer_norm"
     with pytest.raises(UserInputError, match="normalizes"):
         check_linear_decoder(sae, "--ablator-sae-id")
+
+
+@pytest.mark.parametrize(
+    ("space", "ablator_hook", "reader_hook"),
+    [("preactivations", *PAIRINGS[2]), ("activations", *PAIRINGS[0])],
+)
+def test_every_effect_space_matches_one_forward_per_latent(
+    tiny: HookedSAETransformer, space: str, ablator_hook: str, reader_hook: str
+) -> None:
+    args = pairing_inputs(tiny, ablator_hook, reader_hook)
+    ref_chosen, ref = reference_effects(*args, effect_space=space)
+    reader = args[2]
+    width = reader.cfg.d_in if space == "activations" else reader.cfg.d_sae
+    for transformer_lens_blocks in (False, True):
+        chosen, fast = fast_effects(
+            *args, 4, transformer_lens_blocks=transformer_lens_blocks, effect_space=space
+        )
+        assert [sorted(c) for c in chosen] == [sorted(c) for c in ref_chosen]
+        # Neither space passes a threshold, so no JumpReLU flips: equal up to float noise.
+        assert ref.keys() == fast.keys()
+        for latent, effect_Y in ref.items():
+            assert effect_Y.shape == (width,)
+            torch.testing.assert_close(fast[latent], effect_Y, rtol=1e-3, atol=1e-4)

@@ -5,6 +5,14 @@ import itertools
 import pytest
 import torch
 
+from sae_hacking.core.thresholds import otsu_thresholds
+from sae_hacking.toy.experiments.hunt.cases import (
+    CHILD_MAGNITUDE,
+    LOOKALIKE_COSINE,
+    MISLEADING_GATES,
+    lookalike_children,
+    misleading_source,
+)
 from sae_hacking.toy.experiments.hunt.model import (
     Downstream,
     FiringThreshold,
@@ -39,6 +47,9 @@ def fixed_draws(n_batches: int, size: int):
     return torch.cat(data), draw
 
 
+NO_PARENTS = torch.full((M,), -1)
+
+
 def test_cooccurrence_counts_match_a_loop_over_samples_and_pairs() -> None:
     sae = random_sae()
     x_BM, draw = fixed_draws(3, 50)
@@ -53,7 +64,9 @@ def test_cooccurrence_counts_match_a_loop_over_samples_and_pairs() -> None:
 def test_ablation_effects_match_one_ablation_at_a_time() -> None:
     sae = random_sae()
     x_BM, draw = fixed_draws(2, 20)
-    downstream = build_downstream("random", torch.eye(M), 5, 0.1, torch.Generator().manual_seed(2))
+    downstream = build_downstream(
+        "random", torch.eye(M), NO_PARENTS, 5, 0.1, torch.Generator().manual_seed(2)
+    )
     (effects,) = ablation_effects(
         sae, downstream, Reader(None), draw, 40, 20, abridge_to=2
     ).values()
@@ -86,9 +99,37 @@ def test_firing_threshold_silences_weak_latents_and_keeps_the_decoder() -> None:
     torch.testing.assert_close(gated.reconstruct(x_BM), expected_BM)
 
 
+def test_parents_downstream_reads_only_features_with_a_child() -> None:
+    features_NM = torch.eye(4, M)
+    parent_N = torch.tensor([-1, 0, 0, -1])  # feature 0 has two children, 3 none
+    downstream = build_downstream("parents", features_NM, parent_N, 99, 0.5, torch.Generator())
+    x_BM = torch.tensor([[2.0, 1.0, 1.0, 3.0, 0.0, 0.0]])
+    assert downstream(x_BM).tolist() == [[1.5]]
+
+
+def test_misleading_case_hides_absorption_from_decoder_cosines() -> None:
+    source = misleading_source(96, torch.Generator().manual_seed(0))
+    features_NM = source.features_NM
+    cosine_NN = features_NM @ features_NM.T
+    for first, lookalike in lookalike_children():
+        assert float(cosine_NN[first, lookalike]) == pytest.approx(LOOKALIKE_COSINE, abs=1e-5)
+        assert int(source.parent_N[first]) == int(source.parent_N[lookalike])
+    _, acts_BN = source.sample(4000, torch.Generator().manual_seed(1))
+    fired_BN = acts_BN > 0
+    parents = source.parent_N[source.parent_N >= 0].unique()
+    assert len(parents) == 2 * MISLEADING_GATES
+    for gate in range(MISLEADING_GATES):
+        first, second = int(parents[2 * gate]), int(parents[2 * gate + 1])
+        assert not bool((fired_BN[:, first] & fired_BN[:, second]).any())  # exclusive parents
+    children = source.parent_N >= 0
+    assert set(acts_BN[:, children][fired_BN[:, children]].tolist()) == {CHILD_MAGNITUDE}
+
+
 def test_readout_downstream_reads_true_features_through_a_relu() -> None:
     features_NM = torch.eye(3, M)
-    downstream = build_downstream("readout", features_NM, 99, 0.0, torch.Generator())
+    downstream = build_downstream(
+        "readout", features_NM, NO_PARENTS[:3], 99, 0.0, torch.Generator()
+    )
     x_BM = torch.tensor([[1.0, -2.0, 0.5, 7.0, 0.0, 0.0]])
     assert downstream(x_BM).tolist() == [[1.0, 0.0, 0.5]]
     assert isinstance(downstream, Downstream)
@@ -97,7 +138,9 @@ def test_readout_downstream_reads_true_features_through_a_relu() -> None:
 def test_effects_in_every_space_match_one_ablation_at_a_time_through_a_reader_sae() -> None:
     sae = random_sae()
     x_BM, draw = fixed_draws(1, 30)
-    downstream = build_downstream("random", torch.eye(M), 5, 0.0, torch.Generator().manual_seed(2))
+    downstream = build_downstream(
+        "random", torch.eye(M), NO_PARENTS, 5, 0.0, torch.Generator().manual_seed(2)
+    )
     reader_sae = TopKSAE(TopKShape(5, 7, 2), torch.Generator().manual_seed(4))
     reader = Reader(reader_sae)
     spaces = ("latents", "preactivations", "activations", "reconstruction")
@@ -180,3 +223,31 @@ def test_each_method_keeps_the_pairs_its_rule_names() -> None:
 def test_nothing_predicted_scores_precision_one_and_f1_zero() -> None:
     empty = Score(0.5, 0, 0, 4)
     assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)
+
+
+def test_otsu_thresholds_match_a_loop_over_latents_and_splits() -> None:
+    generator = torch.Generator().manual_seed(3)
+    weak = 0.3 * torch.rand(200, 5, generator=generator)
+    strong = 0.8 + 0.2 * torch.rand(200, 5, generator=generator)
+    acts_BE = torch.cat([weak, strong, torch.zeros(50, 5)])
+    acts_BE[:, 4] = 0.0  # a latent that never fires
+    bins = 16
+    fitted_E = otsu_thresholds(acts_BE, bins)
+    for e in range(5):
+        values = acts_BE[:, e][acts_BE[:, e] > 0].double()
+        if not len(values):
+            assert float(fitted_E[e]) == 0.0
+            continue
+        top = float(values.max())
+        index = (values / top * bins).long().clamp(0, bins - 1)
+        centre = (index.double() + 0.5) / bins
+        best, best_split = -1.0, 0
+        for split in range(bins - 1):
+            low, high = centre[index <= split], centre[index > split]
+            if not len(low) or not len(high):
+                continue
+            between = len(low) * len(high) * float(high.mean() - low.mean()) ** 2
+            if between > best:
+                best, best_split = between, split
+        assert float(fitted_E[e]) == pytest.approx((best_split + 1) / bins * top, rel=1e-5)
+        assert 0.3 <= float(fitted_E[e]) <= 0.8 + 1 / bins  # between the weak and strong firings

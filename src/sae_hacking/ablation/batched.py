@@ -17,6 +17,7 @@ from torch import Tensor
 from transformer_lens.hook_points import HookPoint
 
 from sae_hacking.ablation import suffix as ablation_suffix
+from sae_hacking.ablation.config import EFFECT_SPACES
 from sae_hacking.ablation.gemma_blocks import unsupported_reason
 from sae_hacking.ablation.sites import AblationPlan
 from sae_hacking.core.ablation import (
@@ -52,6 +53,36 @@ def check_linear_decoder(sae: SAE[Any], flag: str) -> None:
             f"the SAE normalizes activations at run time ({sae.cfg.normalize_activations}); "
             "ablations need a fixed decoder",
         )
+
+
+def read_effect_space(reader: SAE[Any], acts_BM: Float[Tensor, "B M"], space: str) -> Tensor:
+    """What an ablation's effect is measured in (``EFFECT_SPACES``): the reader SAE's latents (the
+    original), its pre-activations (sae-lens's ``hook_sae_acts_pre``, before the threshold or
+    top-k cuts them), or the reader hook's activations themselves (width d_model).
+
+    A reader SAE's own sparsity cuts a parent's and its absorber's effects onto different reader
+    latents; the pre-activations and the activations are not cut (toy hunt, README).
+    """
+    if space == "latents":
+        return reader.encode(acts_BM).float()
+    if space == "activations":
+        return acts_BM.float()
+    if space == "preactivations":
+        captured: list[Tensor] = []
+
+        def keep(acts: Tensor, hook: HookPoint) -> None:
+            del hook
+            captured.append(acts)
+
+        with reader.hooks(fwd_hooks=[("hook_sae_acts_pre", keep)]):
+            reader.encode(acts_BM)
+        return captured[-1].float()
+    raise ValueError(f"unknown effect space '{space}'; use one of {', '.join(EFFECT_SPACES)}")
+
+
+def effect_width(reader: SAE[Any], space: str) -> int:
+    """The width of an effect row in ``space``."""
+    return int(reader.cfg.d_in if space == "activations" else reader.cfg.d_sae)
 
 
 @dataclass(frozen=True)
@@ -90,6 +121,7 @@ def clean_pass(
     tokens_BS: Int[Tensor, "B S"],
     attention_mask_BS: Int[Tensor, "B S"],
     extra_hooks: tuple[str, ...] = (),
+    effect_space: str = "latents",
 ) -> CleanPass:
     """Run the clean model to the reader's block, caching the hooks the ablations need."""
     cache: dict[str, Tensor] = {}
@@ -108,7 +140,7 @@ def clean_pass(
     return CleanPass(
         ablator_acts_BSE=ablator.encode(cache[plan.ablator.name]).float(),
         start_stream_BSM=cache[plan.start_stream_hook],
-        reader_acts_BY=reader.encode(_at_last(reader_in_BSM, last_B)).float(),
+        reader_acts_BY=read_effect_space(reader, _at_last(reader_in_BSM, last_B), effect_space),
         last_B=last_B,
         streams={name: cache[name] for name in extra_hooks},
     )
@@ -123,8 +155,10 @@ def ablated_reader_acts(
     deltas_BSM: Float[Tensor, "B S M"],
     attention_mask_BS: Int[Tensor, "B S"],
     last_B: Int[Tensor, " B"],
+    effect_space: str = "latents",
 ) -> Float[Tensor, "B Y"]:
-    """Reader latents at each row's last real token after subtracting ``deltas`` at the ablator."""
+    """The reader, read in ``effect_space``, at each row's last real token after subtracting
+    ``deltas`` at the ablator."""
     captured: dict[str, Tensor] = {}
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
     if plan.shifts_stream:
@@ -153,7 +187,7 @@ def ablated_reader_acts(
         # The reader is the stream the ablation shifted (mlp_out[L] -> resid_post[L]): no block to run.
         output = stream_BSM
     reader_in_BM = _at_last(output, last_B) if plan.reader_is_stream else captured["reader"]
-    return reader.encode(reader_in_BM).float()
+    return read_effect_space(reader, reader_in_BM, effect_space)
 
 
 def ablation_rows(choice: AblationChoice) -> tuple[Int[Tensor, " K"], Int[Tensor, " K"]]:
@@ -187,6 +221,7 @@ def batched_ablation_effects(
     selected_D: Int[Tensor, " D"],
     max_batch_ablations: int,
     transformer_lens_blocks: bool = False,
+    effect_space: str = "latents",
 ) -> tuple[AblationChoice, Iterator[AblationChunk]]:
     """Choose each prompt's ablations and yield their effects in chunks of at most ``max_batch_ablations``.
 
@@ -195,11 +230,14 @@ def batched_ablation_effects(
     Gemma-2-shaped models the ablated forward recomputes only positions from the first one where
     the latent fired (rows sorted by it, so a chunk shares its clean prefix) and only the reader's
     token in the last block (ablation/suffix.py); ``transformer_lens_blocks`` or any other
-    architecture runs transformer-lens's blocks over every position instead.
+    architecture runs transformer-lens's blocks over every position instead. Effects are clean -
+    ablated reader values in ``effect_space`` (``read_effect_space``).
     """
     suffix = not transformer_lens_blocks and unsupported_reason(model.cfg) is None
     extra = tuple(ablation_suffix.clean_hooks(plan)) if suffix else ()
-    clean = clean_pass(model, plan, ablator, reader, tokens_BS, attention_mask_BS, extra)
+    clean = clean_pass(
+        model, plan, ablator, reader, tokens_BS, attention_mask_BS, extra, effect_space
+    )
     choice = choose_ablations(
         clean.ablator_acts_BSE, counted_BS, k, ablatable_E.to(tokens_BS.device), selected_D
     )
@@ -235,7 +273,7 @@ def batched_ablation_effects(
                     first,
                     last_K,
                 )
-                ablated_KY = reader.encode(reader_in_KM).float()
+                ablated_KY = read_effect_space(reader, reader_in_KM, effect_space)
             else:
                 stream_KSM = clean.start_stream_BSM[prompt_K]
                 deltas_KSM = ablation_deltas(acts_KS, directions_KM).to(stream_KSM.dtype)
@@ -247,6 +285,7 @@ def batched_ablation_effects(
                     deltas_KSM,
                     attention_mask_BS[prompt_K],
                     last_K,
+                    effect_space,
                 )
             yield AblationChunk(latent_K, clean.reader_acts_BY[prompt_K] - ablated_KY)
 

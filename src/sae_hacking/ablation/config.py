@@ -10,6 +10,7 @@ from sae_hacking.config import (
     dtype_option,
     each,
     non_negative,
+    one_of,
     option,
     output_dir_option,
     positive,
@@ -37,6 +38,8 @@ from sae_hacking.llm.options import (
 )
 
 DEFAULT_PROMPT_TOKENS = 125
+# Where an ablation's effect on the reader is recorded (batched.read_effect_space).
+EFFECT_SPACES = ("latents", "preactivations", "activations")
 
 
 def default_saes(model: str) -> tuple[str, str, str, str]:
@@ -86,6 +89,12 @@ class SelectiveAblationConfig:
     )
     cooccurrence_dir: Path | None = option(
         None, "a gemma_cooccurrences.py run of the same ablator SAE, for firing frequencies"
+    )
+    effect_space: str = option(
+        "latents",
+        "record effects in the reader SAE's latents (the original), its preactivations, or the "
+        "reader hook's activations (width d_model; not cut by the reader's sparsity)",
+        check=one_of(*EFFECT_SPACES),
     )
     max_batch_ablations: int = option(
         512,

@@ -24,7 +24,11 @@ from typing import Any
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from sae_hacking.ablation.batched import batched_ablation_effects, check_linear_decoder
+from sae_hacking.ablation.batched import (
+    batched_ablation_effects,
+    check_linear_decoder,
+    effect_width,
+)
 from sae_hacking.ablation.config import (
     DEFAULT_PROMPT_TOKENS,
     SelectiveAblationConfig,
@@ -206,9 +210,15 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
             firing_counts, n_tokens, config.exclude_latent_threshold, width
         )
         selected_D = torch.tensor(config.selected_features, dtype=torch.long, device=device)
+        # The reader's "width" is the width of the effect rows, so stores check shapes alike in
+        # every space; "effect_space" tells look_for_pairs what the rows are.
+        reader_info = _sae_description(config.reader_sae_release, config.reader_sae_id, reader)
+        width_Y = effect_width(reader, config.effect_space)
+        reader_info |= {"sae_width": reader_info["width"], "width": width_Y}
+        reader_info |= {"effect_space": config.effect_space}
         info = StoreInfo(
             _sae_description(config.ablator_sae_release, config.ablator_sae_id, ablator),
-            _sae_description(config.reader_sae_release, config.reader_sae_id, reader),
+            reader_info,
             config.model,
         )
 
@@ -230,7 +240,7 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
             if config.max_prompts is None
             else len(range(ranks.rank, config.max_prompts, ranks.world))
         )
-        accumulator = RowAccumulator(width, int(reader.cfg.d_sae), device)
+        accumulator = RowAccumulator(width, width_Y, device)
         assert model.tokenizer is not None
 
         def checkpoint() -> None:
@@ -267,6 +277,7 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
                     ablatable_E,
                     selected_D,
                     config.max_batch_ablations,
+                    effect_space=config.effect_space,
                 )
                 for chunk in chunks:
                     accumulator.add(chunk.latents_K, chunk.effects_KY)

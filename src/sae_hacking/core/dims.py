@@ -26,7 +26,8 @@ T  tokens, batch and sequence flattened together
 U  rank of a low-rank correlation factor
 V  vocabulary
 W  64-bit words of a bit-packed array
-Y  the reader SAE's width: the latents an ablation's effect is read on (E is the ablator's)
+Y  an ablation effect's width: the reader SAE's latents, or d_model for effects read in the reader
+   hook's activations (E is the ablator's)
 X  ablations run together: the rows of one batched ablation, across prompts
 """
 
@@ -54,5 +55,5 @@ LETTERS: dict[str, str] = {
     "V": "vocabulary",
     "W": "bit-packed words",
     "X": "ablations run together",
-    "Y": "reader SAE width",
+    "Y": "effect width",
 }

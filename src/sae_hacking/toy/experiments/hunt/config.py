@@ -21,7 +21,9 @@ from sae_hacking.config import (
 )
 from sae_hacking.toy.data.tree_spec import PRESETS, load_forest
 
-DOWNSTREAM_KINDS = ("readout", "random")
+DOWNSTREAM_KINDS = ("readout", "parents", "random")
+# The case built so that decoder cosines mislead (cases.py), beside the tree presets.
+MISLEADING = "misleading"
 READERS = ("readout", "sae")
 # Where an ablation's effect is compared (see model.Reader): reader SAE latents (the original),
 # its pre-activations, the reader hook's activations, or the reader SAE's reconstruction.
@@ -38,7 +40,10 @@ class HuntConfig:
     selective ablation and pair search on toy samples, and score the pairs found against the
     ablator's truly absorbed pairs. Writes hunt.json and precision_recall.png, prints the table."""
 
-    hierarchy: str = option("25x3", f"preset ({', '.join(PRESETS)}) or JSON spec file")
+    hierarchy: str = option(
+        "25x3",
+        f"preset ({', '.join(PRESETS)}), {MISLEADING} (decoder cosines mislead) or JSON spec file",
+    )
     model_dim: int = option(128, "dimension of the activation space", check=positive)
     ablator_width: int | None = option(
         None, "ablator SAE latents", check=positive, default_text="number of true features"
@@ -50,9 +55,16 @@ class HuntConfig:
     firing_threshold: float = option(
         0.5, "ablator latents fire only above this (0: raw top-k SAE)", check=non_negative
     )
+    fit_thresholds: str = option(
+        "none",
+        "otsu: also fit each ablator latent a bar splitting its weak and strong activations "
+        "(Otsu), the larger of it and --firing-threshold counting",
+        check=one_of("none", "otsu"),
+    )
     downstream: str = option(
         "readout",
-        "readout (true features, then ReLU) or random (random layer, ReLU)",
+        "readout (true features, then ReLU), parents (parent features only, then ReLU) or "
+        "random (random layer, ReLU)",
         check=one_of(*DOWNSTREAM_KINDS),
     )
     downstream_width: int = option(256, "width of a random downstream layer", check=positive)
@@ -107,6 +119,8 @@ class HuntConfig:
             raise ConfigError("reader_k", "must be at most --reader-width")
         if not self.sweep_thresholds:
             raise ConfigError("sweep_thresholds", "give at least one threshold")
+        if self.hierarchy == MISLEADING:
+            return
         try:
             load_forest(self.hierarchy)
         except ValueError as error:

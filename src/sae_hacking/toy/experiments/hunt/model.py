@@ -16,7 +16,7 @@ reader SAE reads a later layer), read in one of ``EFFECT_SPACES``.
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from sae_hacking.core.similarity import unit_rows
@@ -43,13 +43,18 @@ class Downstream:
 def build_downstream(
     kind: str,
     features_NM: Float[Tensor, "N M"],
+    parent_N: Int[Tensor, " N"],
     width: int,
     offset: float,
     generator: torch.Generator,
 ) -> Downstream:
-    """The readout of the true features, or a random layer of ``width`` unit rows."""
+    """The readout of the true features, of the parent features only (those with a read-out
+    child), or a random layer of ``width`` unit rows."""
     if kind == "readout":
         return Downstream(features_NM.clone(), offset)
+    if kind == "parents":
+        parents = parent_N[parent_N >= 0].unique()
+        return Downstream(features_NM[parents].clone(), offset)
     if kind == "random":
         raw_DM = torch.randn(
             width, features_NM.shape[1], generator=generator, device=generator.device
@@ -124,15 +129,17 @@ class FiringThreshold(nn.Module):
     5 of 8 seeds, so those true pairs failed a co-occurrence bar of 0 (recall 0.85 on such seeds),
     and 0.7 fixes it; on the default 25 x 3 tree (top-8, 128 dimensions) 0.5 finds all 73 pairs
     while at 0.7 most parent latents never fire (recall 0.14). A bar of 0.6 or 0.75 of each
-    latent's median firing activation did worse than either on the 5 x 3 tree (recall 0.31-0.93).
+    latent's median firing activation did worse than either on the 5 x 3 tree (recall 0.31-0.93);
+    for per-latent Otsu bars (``--fit-thresholds otsu``) see the README.
     """
 
-    def __init__(self, sae: ToySAE, threshold: float) -> None:
+    def __init__(self, sae: ToySAE, threshold: float | Float[Tensor, " E"]) -> None:
         super().__init__()
         if not isinstance(sae, nn.Module):
             raise TypeError("the ablator must be an nn.Module")
         self.sae = sae
         self.width = sae.width
+        # One bar for every latent, or one per latent (``core.thresholds.otsu_thresholds``).
         self.threshold = threshold
 
     def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:

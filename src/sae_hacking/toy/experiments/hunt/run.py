@@ -8,11 +8,12 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from sae_hacking.core.thresholds import otsu_thresholds
 from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 from sae_hacking.toy.data.tree import TreeSource
-from sae_hacking.toy.data.tree_spec import load_forest
+from sae_hacking.toy.experiments.hunt.cases import hunt_source
 from sae_hacking.toy.experiments.hunt.config import HuntConfig
 from sae_hacking.toy.experiments.hunt.model import (
     FiringThreshold,
@@ -97,7 +98,7 @@ class TrainedAblator:
 def train_ablator(config: HuntConfig, device: torch.device) -> TrainedAblator:
     """Build the tree source and train the ablator SAE on it, from the config's seed."""
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    source = TreeSource.build(load_forest(config.hierarchy), config.model_dim, generator)
+    source = hunt_source(config.hierarchy, config.model_dim, generator)
     width = config.ablator_width or source.features_NM.shape[0]
     console.print(f"training the ablator: top-{config.ablator_k} SAE, {width} latents")
     sae = TopKSAE(TopKShape(config.model_dim, width, config.ablator_k), generator)
@@ -120,10 +121,17 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
     generator.set_state(trained.random_state)
     source, raw_ablator, ablator_metrics = trained.source, trained.sae, trained.metrics
     ablator = FiringThreshold(raw_ablator, config.firing_threshold)
+    if config.fit_thresholds == "otsu":
+        with torch.no_grad():
+            fit_BE = raw_ablator.encode_dense(source.sample(config.eval_samples, generator)[0])
+        ablator = FiringThreshold(
+            raw_ablator, otsu_thresholds(fit_BE).clamp_min(config.firing_threshold)
+        )
 
     downstream = build_downstream(
         config.downstream,
         source.features_NM,
+        source.parent_N,
         config.downstream_width,
         config.downstream_offset,
         generator,

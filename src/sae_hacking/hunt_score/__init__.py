@@ -1,0 +1,1 @@
+"""Scoring a hunt's ranked pairs against known absorption (score_hunt.py)."""

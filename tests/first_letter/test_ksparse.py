@@ -5,6 +5,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from sae_hacking.first_letter import ksparse
 from sae_hacking.first_letter.ksparse import (
     fit_balanced_logistic,
     k_sparse_probing,
@@ -85,3 +86,27 @@ def test_a_letter_latent_split_in_two_gives_two_main_latents(duplicated: int | N
         else:
             assert result.main_latents[letter] == [letter]
             assert result.f1_CK[letter, 0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("fit_elements", [2**23, 1])  # all letters in one fit; one letter a fit
+def test_k_sparse_f1_of_every_letter_equals_sklearn_fits_one_by_one(
+    fit_elements: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.metrics import f1_score
+
+    monkeypatch.setattr(ksparse, "FIT_ELEMENTS", fit_elements)
+    generator = torch.Generator().manual_seed(2)
+    n, t, c, k = 240, 120, 4, 3
+    labels = torch.randint(c, (n + t,), generator=generator)
+    picked = torch.rand(n + t, c, k, generator=generator) * (
+        torch.rand(n + t, c, k, generator=generator) < 0.5
+    )
+    picked[torch.arange(n + t), labels, 0] += 0.8  # each letter's first latent predicts it
+    f1_CK = ksparse.k_sparse_f1(picked[:n], labels[:n], picked[n:], labels[n:])
+    for letter in range(c):
+        for size in range(1, k + 1):
+            sk = LogisticRegression(class_weight="balanced", tol=1e-10, max_iter=10_000)
+            sk.fit(picked[:n, letter, :size].double().numpy(), (labels[:n] == letter).numpy())
+            predicted = sk.decision_function(picked[n:, letter, :size].double().numpy()) > 0
+            expected = f1_score((labels[n:] == letter).numpy(), predicted)
+            assert float(f1_CK[letter, size - 1]) == pytest.approx(expected, abs=1e-6)

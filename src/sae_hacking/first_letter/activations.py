@@ -1,5 +1,6 @@
 """Prompts through the model: token batches with the word's position, and the hook's activation there."""
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,34 @@ def batches(prompts: Sequence[Prompt], size: int) -> Iterator[tuple[int, Sequenc
         yield start, prompts[start : start + size]
 
 
+class _HookReached(Exception):
+    """Raised by the reading hook: nothing after it in the forward pass is needed."""
+
+
+def activations_at_hook(
+    model: Any, tokens_BS: Tensor, mask_BS: Tensor, hook_name: str
+) -> Float[Tensor, "B S ..."]:
+    """The hook's activation, the forward pass stopped right there (not at the end of its block).
+
+    ``stop_at_layer`` alone still runs the rest of the hook's block: all of block L for
+    ``blocks.L.hook_resid_pre``, which on the planted model is the whole forward pass.
+    """
+    store: list[Tensor] = []
+
+    def read(acts: Tensor, hook: Any) -> None:
+        store.append(acts)
+        raise _HookReached
+
+    with contextlib.suppress(_HookReached):
+        model.run_with_hooks(
+            tokens_BS,
+            attention_mask=mask_BS,
+            fwd_hooks=[(hook_name, read)],
+            stop_at_layer=stop_layer(hook_name),
+        )
+    return store[0]
+
+
 @torch.no_grad()
 def word_activations(
     model: Any,
@@ -74,13 +103,9 @@ def word_activations(
     task = None if progress is None else progress.add_task("forward passes", total=len(prompts))
     for _, chunk in batches(prompts, batch_size):
         batch = tokenize(model.tokenizer, chunk, template)
-        _, cache = model.run_with_cache(
-            batch.tokens_BS.to(device),
-            attention_mask=batch.mask_BS.to(device),
-            names_filter=[hook_name],
-            stop_at_layer=stop_layer(hook_name),
+        acts_BSM = activations_at_hook(
+            model, batch.tokens_BS.to(device), batch.mask_BS.to(device), hook_name
         )
-        acts_BSM = cache[hook_name]
         acts_BSM = acts_BSM.reshape(*acts_BSM.shape[:2], -1)
         rows_B = torch.arange(len(chunk), device=acts_BSM.device)
         acts.append(acts_BSM[rows_B, batch.position_B.to(acts_BSM.device)].float())

@@ -212,7 +212,8 @@ def _moves(moves: list[dict[str, Any]]) -> str:
         name = html.escape(str(move["latent"]))
         if move.get("url"):
             name = f'<a href="{html.escape(move["url"])}">{name}</a>'
-        items.append(f"<li>reader {name}: {move['mean_effect']:+.4g}</li>")
+        said = f" ({html.escape(move['explanation'])})" if move.get("explanation") else ""
+        items.append(f"<li>reader {name}{said}: {move['mean_effect']:+.4g}</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 

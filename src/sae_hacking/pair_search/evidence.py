@@ -93,10 +93,14 @@ def decoder_cosines(
 
 
 def most_moved(
-    store: EffectStore, latents: list[int], reader_neuronpedia_id: str | None, top: int = TOP_MOVED
+    store: EffectStore, latents: list[int], top: int = TOP_MOVED
 ) -> dict[int, list[dict[str, Any]]]:
-    """For each ablated latent, the reader latents its ablation moves most on average (largest
-    |mean clean - ablated|), with their Neuronpedia pages."""
+    """For each ablated latent, the effect entries its ablation moves most on average (largest
+    |mean clean - ablated|): reader latents, their pre-activations, or dimensions of the reader
+    hook's activations (the store's effect space); latents linked to Neuronpedia where known."""
+    reader = store.manifest["reader"]
+    space = str(reader.get("effect_space", "latents"))
+    neuronpedia_id = None if space == "activations" else reader.get("neuronpedia_id")
     row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
     moved: dict[int, list[dict[str, Any]]] = {}
     for latent in latents:
@@ -106,8 +110,9 @@ def most_moved(
         moved[latent] = [
             {
                 "latent": int(r),
+                "space": space,
                 "mean_effect": float(mean_Y[r]),
-                "url": neuronpedia_url(reader_neuronpedia_id, int(r)),
+                "url": neuronpedia_url(neuronpedia_id, int(r)),
             }
             for r in biggest
             if float(mean_Y[r]) != 0.0

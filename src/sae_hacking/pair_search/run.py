@@ -133,10 +133,10 @@ def run(config: PairSearchConfig) -> Path:
     row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
     firing = firing_of(cooccurrence, ids)
     contexts = {} if cooccurrence is None else cooccurrence.top_contexts(ids)
+    moved = most_moved(store, ids)
     reader_id = store.manifest["reader"].get("neuronpedia_id")
-    moved = most_moved(store, ids, reader_id)
     if config.explanations and reader_id:
-        read = sorted({m["latent"] for moves in moved.values() for m in moves})
+        read = sorted({m["latent"] for moves in moved.values() for m in moves if m["url"]})
         reader_texts = explain(reader_id, read, run_dir / "explanations.json")
         for moves in moved.values():
             for move in moves:

@@ -106,10 +106,12 @@ def test_merging_batches_in_any_order_keeps_the_top_of_all() -> None:
             everything.setdefault(e, []).extend(found)
     expected = reference_top(everything, k)
     for order in (list(range(6)), [5, 2, 0, 4, 1, 3]):
-        top = TopContexts.empty(width, k)
-        for i in order:
-            top = merge_top(top, batch_top(**batches[i], k=k))
-        assert as_entries(top) == expected
+        for floored in (False, True):
+            top = TopContexts.empty(width, k)
+            for i in order:
+                floor_E = top.floor_E() if floored else None
+                top = merge_top(top, batch_top(**batches[i], k=k, floor_E=floor_E))
+            assert as_entries(top) == expected
     # Rank-style: two running sets merged at the end, as rank 0 does at a checkpoint.
     halves = []
     for part in (batches[::2], batches[1::2]):

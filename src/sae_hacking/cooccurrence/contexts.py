@@ -62,6 +62,12 @@ class TopContexts:
     def to(self, device: torch.device | str) -> "TopContexts":
         return TopContexts.of({key: t.to(device) for key, t in self.tensors().items()})
 
+    def floor_E(self) -> Float[Tensor, " E"]:
+        """Each latent's k-th best activation so far, 0 while it has fewer than k: a context
+        below it cannot enter."""
+        full_E = self.prompts_EK[:, -1] >= 0
+        return torch.where(full_E, self.activations_EK[:, -1], 0.0)
+
     def offset_prompts(self, offset: int) -> "TopContexts":
         """The same contexts with prompt indices shifted (runs merged as one concatenated corpus)."""
         prompts_EK = torch.where(self.prompts_EK >= 0, self.prompts_EK + offset, self.prompts_EK)
@@ -107,38 +113,48 @@ def _dense(
 
 def merge_top(first: TopContexts, second: TopContexts) -> TopContexts:
     """The best ``k`` contexts per latent of both (the same ``k`` and width)."""
-    width, k = first.prompts_EK.shape
+    k = first.k
+    # An entry of ``second`` below all k of ``first``'s cannot enter, so only the latents where
+    # one may are merged: after the first batches of a run, few per batch.
+    entering_EK = (second.prompts_EK >= 0) & (second.activations_EK >= first.floor_E()[:, None])
+    rows_L = entering_EK.any(dim=1).nonzero().squeeze(1)
+    if rows_L.shape[0] == 0:
+        return first
     both = [
-        torch.cat([a, b], dim=1)
+        torch.cat([a.index_select(0, rows_L), b.index_select(0, rows_L)], dim=1)
         for a, b in zip(first.tensors().values(), second.tensors().values(), strict=True)
     ]
-    activations_ED, prompts_ED, positions_ED, tokens_EDZ = both
-    latent_E, slot_G = torch.meshgrid(
-        torch.arange(width, device=prompts_ED.device),
-        torch.arange(2 * k, device=prompts_ED.device),
+    activations_LD, prompts_LD, positions_LD, tokens_LDZ = both
+    filled_LD = torch.cat([first.prompts_EK[rows_L] >= 0, entering_EK[rows_L]], dim=1)
+    row_LD, slot_LD = torch.meshgrid(
+        torch.arange(rows_L.shape[0], device=rows_L.device),
+        torch.arange(2 * k, device=rows_L.device),
         indexing="ij",
     )
-    filled_ED: Bool[Tensor, "E D"] = prompts_ED >= 0
-    latent_D, slot_D = latent_E[filled_ED], slot_G[filled_ED]
-    prompt_D, position_D = prompts_ED[filled_ED], positions_ED[filled_ED]
+    row_D, slot_D = row_LD[filled_LD], slot_LD[filled_LD]
+    prompt_D, position_D = prompts_LD[filled_LD], positions_LD[filled_LD]
     # Stable sorts from the least significant key: position, then prompt, so that entries are
     # listed in tie-break order for _best_per_latent.
     order_D = torch.sort(position_D, stable=True).indices
     order_D = order_D[torch.sort(prompt_D[order_D], stable=True).indices]
-    latent_D, slot_D = latent_D[order_D], slot_D[order_D]
-    activation_D = activations_ED[latent_D, slot_D]
-    kept_D, rank_D = _best_per_latent(latent_D, activation_D, k)
-    latent_D, slot_D = latent_D[kept_D], slot_D[kept_D]
-    return _dense(
-        width,
+    row_D, slot_D = row_D[order_D], slot_D[order_D]
+    activation_D = activations_LD[row_D, slot_D]
+    kept_D, rank_D = _best_per_latent(row_D, activation_D, k)
+    row_D, slot_D = row_D[kept_D], slot_D[kept_D]
+    merged = _dense(
+        rows_L.shape[0],
         k,
-        latent_D,
+        row_D,
         rank_D,
         activation_D[kept_D],
-        prompts_ED[latent_D, slot_D],
-        positions_ED[latent_D, slot_D],
-        tokens_EDZ[latent_D, slot_D],
+        prompts_LD[row_D, slot_D],
+        positions_LD[row_D, slot_D],
+        tokens_LDZ[row_D, slot_D],
     )
+    out = {key: t.clone() for key, t in first.tensors().items()}
+    for key, rows in merged.tensors().items():
+        out[key][rows_L] = rows
+    return TopContexts.of(out)
 
 
 @jaxtyped(typechecker=beartype)
@@ -150,11 +166,17 @@ def batch_top(
     counted_BS: Bool[Tensor, "B S"],
     prompt_B: Int[Tensor, " B"],
     k: int,
+    floor_E: Float[Tensor, " E"] | None = None,
 ) -> TopContexts:
     """Each latent's best ``k`` contexts among a batch's counted tokens (``T`` = the counted
-    positions of the left-padded batch in row-major order, ``prompt_B`` each row's corpus index)."""
+    positions of the left-padded batch in row-major order, ``prompt_B`` each row's corpus index),
+    leaving out activations below ``floor_E`` (those that cannot enter the running top k)."""
     token_D, latent_D = active_entries(active_TE)
     activation_D = activations_TE[token_D, latent_D]
+    if floor_E is not None:
+        may_enter_D = activation_D >= floor_E.index_select(0, latent_D)
+        token_D, latent_D = token_D[may_enter_D], latent_D[may_enter_D]
+        activation_D = activation_D[may_enter_D]
     # Active entries come token by token, so ties already stand in (prompt, position) order.
     kept_D, rank_D = _best_per_latent(latent_D, activation_D, k)
     token_D, latent_D = token_D[kept_D], latent_D[kept_D]

@@ -122,6 +122,7 @@ def add_batch_contexts(
         batch.counted_BS,
         prompt_B,
         k,
+        counter.top.floor_E(),
     )
     counter.top = merge_top(counter.top, found)
 

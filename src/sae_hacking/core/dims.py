@@ -29,6 +29,7 @@ W  64-bit words of a bit-packed array
 Y  an ablation effect's width: the reader SAE's latents, or d_model for effects read in the reader
    hook's activations (E is the ablator's)
 X  ablations run together: the rows of one batched ablation, across prompts
+Z  tokens of a context window around one token (a latent's top contexts)
 """
 
 LETTERS: dict[str, str] = {
@@ -56,4 +57,5 @@ LETTERS: dict[str, str] = {
     "W": "bit-packed words",
     "X": "ablations run together",
     "Y": "effect width",
+    "Z": "context window",
 }

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from jaxtyping import Float, Int
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from sae_hacking.errors import UserInputError
@@ -15,6 +16,8 @@ from sae_hacking.neuronpedia import neuronpedia_url
 
 TRUTH_KEY = "absorbed_pairs"
 TRUTH_IDS = ("letter_latent", "word_latent")
+# The weights file of a local sae-lens SAE directory.
+SAE_WEIGHTS = "sae_weights.safetensors"
 # Reader latents listed per ablated latent.
 TOP_MOVED = 5
 
@@ -57,36 +60,47 @@ def score_against(
     }
 
 
-def load_decoder(ablator: dict[str, Any], model: str) -> Float[Tensor, "E M"]:
-    """The ablator SAE's decoder rows, loaded as the co-occurrence and ablation runs loaded it."""
+def decoder_rows(ablator: dict[str, Any], model: str, latents: list[int]) -> Float[Tensor, "D M"]:
+    """The ablator SAE's decoder rows of ``latents``: read straight from a local sae-lens
+    directory (no sae-lens import, only those rows), else loaded as the runs loaded the SAE."""
+    release, sae_id = str(ablator["release"]), str(ablator["id"])
+    weights = Path(release) / SAE_WEIGHTS
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="pt") as handle:
+                rows = handle.get_slice("W_dec")
+                return torch.stack([rows[i] for i in latents]).float()
+        except (OSError, KeyError, SafetensorError) as error:
+            raise UserInputError(
+                "--ablation-dir", f"cannot read the ablator's decoder from '{weights}' ({error})"
+            ) from error
     from sae_hacking.llm.models import load_model
     from sae_hacking.llm.options import TINY_RELEASE
-    from sae_hacking.llm.saes import load_sae, load_sae_from_disk, tiny_sae
+    from sae_hacking.llm.saes import load_sae, tiny_sae
 
-    release, sae_id = str(ablator["release"]), str(ablator["id"])
-    if Path(release).is_dir():
-        sae = load_sae_from_disk(Path(release), flag="--ablation-dir")
-    elif release == TINY_RELEASE:
+    if release == TINY_RELEASE:
         sae = tiny_sae(load_model(model), sae_id)
     else:
         sae = load_sae(release, sae_id, flag="--ablation-dir")
-    return sae.W_dec.detach().float().cpu()
+    return sae.W_dec.detach()[torch.tensor(latents, dtype=torch.long)].float().cpu()
 
 
 def decoder_cosines(
-    decoder_EM: Float[Tensor, "E M"], first_D: Int[Tensor, " D"], second_D: Int[Tensor, " D"]
-) -> Float[Tensor, " D"]:
-    """Cosine of each pair's decoder rows."""
-    return torch.nn.functional.cosine_similarity(
-        decoder_EM[first_D.cpu()], decoder_EM[second_D.cpu()], dim=1
-    )
+    decoder_DM: Float[Tensor, "D M"], first_P: Int[Tensor, " P"], second_P: Int[Tensor, " P"]
+) -> Float[Tensor, " P"]:
+    """Cosine of each pair's decoder rows; ``first_P`` and ``second_P`` index ``decoder_DM``."""
+    return torch.nn.functional.cosine_similarity(decoder_DM[first_P], decoder_DM[second_P], dim=1)
 
 
 def most_moved(
-    store: EffectStore, latents: list[int], reader_neuronpedia_id: str | None, top: int = TOP_MOVED
+    store: EffectStore, latents: list[int], top: int = TOP_MOVED
 ) -> dict[int, list[dict[str, Any]]]:
-    """For each ablated latent, the reader latents its ablation moves most on average (largest
-    |mean clean - ablated|), with their Neuronpedia pages."""
+    """For each ablated latent, the effect entries its ablation moves most on average (largest
+    |mean clean - ablated|): reader latents, their pre-activations, or dimensions of the reader
+    hook's activations (the store's effect space); latents linked to Neuronpedia where known."""
+    reader = store.manifest["reader"]
+    space = str(reader.get("effect_space", "latents"))
+    neuronpedia_id = None if space == "activations" else reader.get("neuronpedia_id")
     row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
     moved: dict[int, list[dict[str, Any]]] = {}
     for latent in latents:
@@ -96,8 +110,9 @@ def most_moved(
         moved[latent] = [
             {
                 "latent": int(r),
+                "space": space,
                 "mean_effect": float(mean_Y[r]),
-                "url": neuronpedia_url(reader_neuronpedia_id, int(r)),
+                "url": neuronpedia_url(neuronpedia_id, int(r)),
             }
             for r in biggest
             if float(mean_Y[r]) != 0.0

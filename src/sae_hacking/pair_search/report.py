@@ -126,8 +126,9 @@ ul {{ margin: 0.2em 0; padding-left: 1.2em; }}
 <p>{summary}</p>
 {truth}
 <p>Click a column header to sort; open a row's evidence for both latents' top-activating contexts
-(the token highlighted, its activation on the left; from the co-occurrence run) and the reader
-latents each ablation moves most (mean clean &minus; ablated activation: positive means the
+(the token highlighted, its activation on the left; from the co-occurrence run) and what each
+ablation moves most downstream (reader latents, their pre-activations or the reader hook's
+dimensions, as the ablation run measured effects; mean clean &minus; ablated: positive means the
 ablation lowers it). Expected co-occurrence is the count under independence,
 firing<sub>i</sub> &times; firing<sub>j</sub> / tokens. Latent ids link to Neuronpedia where the
 SAE is known there.</p>
@@ -204,15 +205,25 @@ def _context(context: dict[str, Any]) -> str:
     )
 
 
+# How an effect entry is named, by the ablation run's --effect-space.
+_SPACES = {
+    "latents": "reader latent",
+    "preactivations": "reader pre-activation",
+    "activations": "reader hook dimension",
+}
+
+
 def _moves(moves: list[dict[str, Any]]) -> str:
     if not moves:
-        return "<p>no reader latent moved</p>"
+        return "<p>nothing moved</p>"
     items = []
     for move in moves:
         name = html.escape(str(move["latent"]))
         if move.get("url"):
             name = f'<a href="{html.escape(move["url"])}">{name}</a>'
-        items.append(f"<li>reader {name}: {move['mean_effect']:+.4g}</li>")
+        said = f" ({html.escape(move['explanation'])})" if move.get("explanation") else ""
+        what = _SPACES.get(move.get("space", "latents"), "reader latent")
+        items.append(f"<li>{what} {name}{said}: {move['mean_effect']:+.4g}</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 
@@ -231,7 +242,7 @@ def _side(info: LatentInfo, label: str) -> str:
         else "<p>no top contexts (run gemma_cooccurrences.py with --top-contexts, and give "
         "--cooccurrence-dir)</p>"
     )
-    moves = "<p>reader latents its ablation moves most:</p>" + _moves(info.moves)
+    moves = "<p>what its ablation moves most downstream:</p>" + _moves(info.moves)
     return f'<div class="side">{head}{facts}{contexts}{moves}</div>'
 
 

@@ -19,7 +19,7 @@ from sae_hacking.neuronpedia import explain, neuronpedia_url
 from sae_hacking.pair_search.config import PairSearchConfig
 from sae_hacking.pair_search.evidence import (
     decoder_cosines,
-    load_decoder,
+    decoder_rows,
     most_moved,
     read_truth,
     score_against,
@@ -133,7 +133,14 @@ def run(config: PairSearchConfig) -> Path:
     row_of = {int(latent): row for row, latent in enumerate(store.latents_R.tolist())}
     firing = firing_of(cooccurrence, ids)
     contexts = {} if cooccurrence is None else cooccurrence.top_contexts(ids)
-    moved = most_moved(store, ids, store.manifest["reader"].get("neuronpedia_id"))
+    moved = most_moved(store, ids)
+    reader_id = store.manifest["reader"].get("neuronpedia_id")
+    if config.explanations and reader_id:
+        read = sorted({m["latent"] for moves in moved.values() for m in moves if m["url"]})
+        reader_texts = explain(reader_id, read, run_dir / "explanations.json")
+        for moves in moved.values():
+            for move in moves:
+                move["explanation"] = reader_texts.get(move["latent"])
     tokens = None if cooccurrence is None else cooccurrence.tokens
 
     def info(latent: int) -> LatentInfo:
@@ -256,9 +263,10 @@ def _decoder_cosines(
     never fails the search)."""
     if not config.decoder_cosine or first_P.shape[0] == 0:
         return [None] * first_P.shape[0]
+    latents_D, index_2P = torch.unique(torch.stack([first_P, second_P]).cpu(), return_inverse=True)
     try:
-        decoder_EM = load_decoder(manifest["ablator"], manifest["model"])
+        decoder_DM = decoder_rows(manifest["ablator"], manifest["model"], latents_D.tolist())
     except UserInputError as error:
         console.print(f"no decoder cosines: {error}", highlight=False)
         return [None] * first_P.shape[0]
-    return decoder_cosines(decoder_EM, first_P, second_P).tolist()
+    return decoder_cosines(decoder_DM, index_2P[0], index_2P[1]).tolist()

@@ -500,6 +500,29 @@ def resume_cases(script: str, own: str | None, *args: str) -> list[Case]:
     return cases
 
 
+def counts_input_cases(script: str, *args: str, inputs: tuple[Prepare, ...] = ()) -> list[Case]:
+    """A --cooccurrence-dir that is damaged, counted nothing, is of another SAE or another tool."""
+    given = [
+        ("flipped", "cooccurrence", flip_counts, "damaged-counts", "checksum"),
+        ("truncated", "cooccurrence", truncate_counts, "damaged-counts", "counts.safetensors"),
+        ("no-tokens", "cooccurrence", zero_tokens, "no-tokens", "no tokens"),
+        ("other-sae", "other_cooccurrence", None, "missing-input", ""),
+        ("an-ablation-run", "ablation", None, "resume-other-tool", ""),
+    ]
+    return [
+        Case(
+            script,
+            f"cooccurrence-dir-{name}",
+            (*args, "--cooccurrence-dir", "{tmp}/run"),
+            "--cooccurrence-dir",
+            issue,
+            (*inputs, copy(which, "run", damage)),
+            fragment,
+        )
+        for name, which, damage, issue, fragment in given
+    ]
+
+
 def huge_spec() -> bytes:
     return json.dumps({"roots": [{"p": 0.1, "repeat": 1e12, "children": [{"p": 0.5}]}]}).encode()
 
@@ -886,81 +909,12 @@ CASES: list[Case] = [
         "--exclude-latent-threshold",
         "flag-values",
     ),
-    Case(
+    *counts_input_cases(
         "gemma_selective_ablate",
-        "cooccurrence-dir-flipped",
-        (
-            "--dataset-path",
-            "{corpus}",
-            "--cooccurrence-dir",
-            "{tmp}/run",
-            "--exclude-latent-threshold",
-            "0.5",
-        ),
-        "--cooccurrence-dir",
-        "damaged-counts",
-        (copy("cooccurrence", "run", flip_counts),),
-        "checksum",
-    ),
-    Case(
-        "gemma_selective_ablate",
-        "cooccurrence-dir-truncated",
-        (
-            "--dataset-path",
-            "{corpus}",
-            "--cooccurrence-dir",
-            "{tmp}/run",
-            "--exclude-latent-threshold",
-            "0.5",
-        ),
-        "--cooccurrence-dir",
-        "damaged-counts",
-        (copy("cooccurrence", "run", truncate_counts),),
-    ),
-    Case(
-        "gemma_selective_ablate",
-        "cooccurrence-dir-no-tokens",
-        (
-            "--dataset-path",
-            "{corpus}",
-            "--cooccurrence-dir",
-            "{tmp}/run",
-            "--exclude-latent-threshold",
-            "0.5",
-        ),
-        "--cooccurrence-dir",
-        "no-tokens",
-        (copy("cooccurrence", "run", zero_tokens),),
-    ),
-    Case(
-        "gemma_selective_ablate",
-        "cooccurrence-dir-other-sae",
-        (
-            "--dataset-path",
-            "{corpus}",
-            "--cooccurrence-dir",
-            "{tmp}/run",
-            "--exclude-latent-threshold",
-            "0.5",
-        ),
-        "--cooccurrence-dir",
-        "missing-input",
-        (copy("other_cooccurrence", "run"),),
-    ),
-    Case(
-        "gemma_selective_ablate",
-        "cooccurrence-dir-an-ablation-run",
-        (
-            "--dataset-path",
-            "{corpus}",
-            "--cooccurrence-dir",
-            "{tmp}/run",
-            "--exclude-latent-threshold",
-            "0.5",
-        ),
-        "--cooccurrence-dir",
-        "resume-other-tool",
-        (copy("ablation", "run"),),
+        "--dataset-path",
+        "{corpus}",
+        "--exclude-latent-threshold",
+        "0.5",
     ),
     *output_dir_cases("gemma_selective_ablate", "--dataset-path", "{corpus}"),
     *resume_cases("gemma_selective_ablate", "ablation", "--dataset-path", "{corpus}"),
@@ -1047,46 +1001,8 @@ CASES: list[Case] = [
         "damaged-effects",
         (copy("ablation", "run", truncate_effects_manifest),),
     ),
-    Case(
-        "look_for_pairs",
-        "cooccurrence-flipped",
-        ("--ablation-dir", "{tmp}/abl", "--cooccurrence-dir", "{tmp}/run"),
-        "--cooccurrence-dir",
-        "damaged-counts",
-        (copy("ablation", "abl"), copy("cooccurrence", "run", flip_counts)),
-        "checksum",
-    ),
-    Case(
-        "look_for_pairs",
-        "cooccurrence-truncated",
-        ("--ablation-dir", "{tmp}/abl", "--cooccurrence-dir", "{tmp}/run"),
-        "--cooccurrence-dir",
-        "damaged-counts",
-        (copy("ablation", "abl"), copy("cooccurrence", "run", truncate_counts)),
-    ),
-    Case(
-        "look_for_pairs",
-        "cooccurrence-no-tokens",
-        ("--ablation-dir", "{tmp}/abl", "--cooccurrence-dir", "{tmp}/run"),
-        "--cooccurrence-dir",
-        "no-tokens",
-        (copy("ablation", "abl"), copy("cooccurrence", "run", zero_tokens)),
-    ),
-    Case(
-        "look_for_pairs",
-        "cooccurrence-other-sae",
-        ("--ablation-dir", "{tmp}/abl", "--cooccurrence-dir", "{tmp}/run"),
-        "--cooccurrence-dir",
-        "missing-input",
-        (copy("ablation", "abl"), copy("other_cooccurrence", "run")),
-    ),
-    Case(
-        "look_for_pairs",
-        "cooccurrence-an-ablation-run",
-        ("--ablation-dir", "{tmp}/abl", "--cooccurrence-dir", "{tmp}/run"),
-        "--cooccurrence-dir",
-        "resume-other-tool",
-        (copy("ablation", "abl"), copy("ablation", "run")),
+    *counts_input_cases(
+        "look_for_pairs", "--ablation-dir", "{tmp}/abl", inputs=(copy("ablation", "abl"),)
     ),
     Case(
         "look_for_pairs",
@@ -1305,7 +1221,7 @@ DEFAULT_TIER = frozenset(
         "look_for_pairs:shard-flipped",
         "look_for_pairs:shard-missing",
         "look_for_pairs:ablation-dir-a-cooccurrence-run",
-        "look_for_pairs:cooccurrence-no-tokens",
+        "look_for_pairs:cooccurrence-dir-no-tokens",
         "look_for_pairs:output-dir-a-file",
         "prompt_server:sae-zero-width",
         "prompt_client:server-down",
@@ -1364,3 +1280,20 @@ def test_the_default_tier_tries_every_script_and_every_kind_of_bad_input() -> No
     assert len(default) == len(DEFAULT_TIER)  # every name is a case
     assert {case.script for case in default} == set(SCRIPTS)
     assert {case.issue for case in default} == set(ISSUE_CASES)
+
+
+def test_prompt_client_against_a_web_server_that_is_not_a_prompt_server(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from tests.highlight.fakes import live_server
+
+    app = FastAPI()
+    app.get("/api/info", response_class=PlainTextResponse)(lambda: "<html>a blog</html>")
+    with live_server(app) as url:
+        args = ["--prompt", "The snake", "--server-url", url, "--output-dir", str(tmp_path / "out")]
+        code, output, _ = invoke("prompt_client", args)
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1, output
+    assert lines[0].startswith("error: --server-url: ") and "Traceback" not in output, output
+    assert not (tmp_path / "out").exists()

@@ -618,21 +618,84 @@ def test_a_corpus_refused_while_counting_leaves_no_run_directory(
 def test_a_cooccurrence_run_that_counted_no_token_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sae_hacking.cooccurrence.run import run
+
+    counting_nothing(monkeypatch)
+    corpus = write_corpus(tmp_path / "corpus.txt", PROMPTS[:6])
+    with pytest.raises(UserInputError) as caught:
+        run(config(corpus, tmp_path / "out"))
+    assert caught.value.flag == "max_tokens_in_prompt", str(caught.value)
+    assert "no token" in caught.value.problem
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def counting_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every prompt give nothing to count after BOS (what a 1-token prompt length did)."""
     from sae_hacking.cooccurrence import run as cooccurrence_run
     from sae_hacking.llm.corpus import TokenBatch
 
     real = cooccurrence_run.iter_token_batches
 
     def only_bos(*args: Any, **kwargs: Any) -> Any:
-        # A tokenizer that gives each prompt nothing after BOS (what a 1-token prompt length did).
         for batch in real(*args, **kwargs):
             counted_BS = torch.zeros_like(batch.counted_BS)
             yield TokenBatch(batch.tokens_BS, batch.attention_mask_BS, counted_BS)
 
     monkeypatch.setattr(cooccurrence_run, "iter_token_batches", only_bos)
+
+
+def test_a_run_that_counted_no_token_leaves_no_checkpoints_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sae_hacking.cooccurrence.run import run
+
+    counting_nothing(monkeypatch)
     corpus = write_corpus(tmp_path / "corpus.txt", PROMPTS[:6])
-    with pytest.raises(UserInputError) as caught:
-        cooccurrence_run.run(config(corpus, tmp_path / "out"))
-    assert caught.value.flag == "max_tokens_in_prompt", str(caught.value)
-    assert "no token" in caught.value.problem
+    with pytest.raises(UserInputError, match="no token"):
+        run(config(corpus, tmp_path / "out", batch_size=2, save_every=1))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def _count_nothing_on_rank(rank: int, port: int, corpus: Path, out: Path) -> None:
+    import os
+
+    from sae_hacking.cooccurrence.run import run
+
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    torch.set_num_threads(1)
+    try:
+        run(config(corpus, out, batch_size=1, save_every=1))
+    except UserInputError as error:
+        assert "no token" in error.problem, str(error)
+        return
+    raise AssertionError("a run that counted no token was accepted")
+
+
+def test_two_ranks_that_counted_no_token_leave_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    counting_nothing(monkeypatch)  # the forked ranks inherit the patch
+    corpus = write_corpus(tmp_path / "corpus.txt", PROMPTS[:4])
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(
+        _count_nothing_on_rank,
+        args=(port, corpus, tmp_path / "out"),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
     assert list((tmp_path / "out").iterdir()) == []

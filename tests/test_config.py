@@ -133,3 +133,47 @@ def test_resume_on_the_command_line_sees_a_flag_given_at_its_default(tmp_path: P
 def test_resume_of_a_directory_without_config_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^resume: .* has no config.json"):
         read_saved_options(tmp_path)
+
+
+@dataclass(frozen=True)
+class OtherTool:
+    """Another tool, sharing an option name with Demo."""
+
+    lr: float = option(1e-3, "learning rate")
+    rows: tuple[int, ...] = option((), "rows")
+    resume: Path | None = resume_option()
+
+
+def test_resume_refuses_a_run_of_another_tool_by_its_recorded_tool(tmp_path: Path) -> None:
+    from sae_hacking.io.rundir import write_config
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_config(run_dir, OtherTool(lr=0.5), ["other"])
+    assert json.loads((run_dir / "config.json").read_text())["tool"] == "OtherTool"
+    with pytest.raises(ConfigError, match=r"^resume: .* a run of another tool \(OtherTool\)"):
+        resumed(Demo(resume=run_dir), read_saved_options(run_dir))
+
+
+def test_resume_refuses_an_older_run_of_another_tool_by_its_options(tmp_path: Path) -> None:
+    # Runs written before config.json named its tool: options this tool lacks give it away.
+    run_dir = saved_run(tmp_path, OtherTool(lr=0.5))  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ConfigError, match=r"^resume: .* another tool \(its options rows"):
+        resumed(Demo(resume=run_dir), read_saved_options(run_dir))
+
+
+def test_resume_reads_an_older_run_of_the_same_tool(tmp_path: Path) -> None:
+    run_dir = saved_run(tmp_path, Demo(lr=0.5))  # no "tool" recorded
+    assert resumed(Demo(resume=run_dir), read_saved_options(run_dir)).lr == 0.5
+
+
+def test_a_usage_error_is_one_line_naming_the_flag() -> None:
+    for args, line in [
+        (["--lr", "fast"], "error: --lr: "),
+        (["--learning-rate", "1"], "error: --learning-rate: no such option"),
+        (["--lr"], "error: --lr: needs a value"),
+        (["--decai", "linear"], "did you mean --decay"),
+    ]:
+        code, output, _ = invoke(args)
+        assert code == 2 and len(output.strip().splitlines()) == 1, output
+        assert line in output, output

@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar, get_args, get_origin
 import typer
 from rich.console import Console
 from typer._click.core import Context
+from typer._click.exceptions import BadOptionUsage, BadParameter, NoSuchOption, UsageError
 from typer.core import TyperCommand
 
 from sae_hacking.config import (
@@ -47,11 +48,56 @@ def dashed_flags(args: list[str]) -> list[str]:
     return out
 
 
+def usage_problem(error: UsageError) -> tuple[str | None, str]:
+    """The flag a command-line usage error is about (None: the whole command) and its problem."""
+    if isinstance(error, BadParameter) and error.param is not None:
+        param = error.param
+        opts = [o for o in param.opts if o.startswith("--")] or param.opts
+        where = opts[0] if getattr(param, "param_type_name", "") == "option" else None
+        where = where or str(param.name).upper()  # an argument, spelled as config_command does
+        problem = error.message or "missing"
+        return where, problem[0].lower() + problem[1:]
+    if isinstance(error, NoSuchOption):
+        hint = (
+            f"; did you mean {' or '.join(sorted(error.possibilities))}?"
+            if error.possibilities
+            else ""
+        )
+        return error.option_name, f"no such option{hint} (see --help)"
+    if isinstance(error, BadOptionUsage):
+        needs_value = "requires an argument" in error.message
+        return error.option_name, "needs a value" if needs_value else error.message
+    return None, error.format_message()
+
+
+class OneLineUsageError(UsageError):
+    """A usage error (a flag that does not exist, a value of the wrong type) shown as the one line
+    every other bad input gets, instead of click's usage block."""
+
+    def __init__(self, error: UsageError) -> None:
+        super().__init__(error.message, error.ctx)
+        self.where, self.problem = usage_problem(error)
+
+    def show(self, file: Any = None) -> None:
+        del file  # always stderr, like every other error line
+        where = f"{self.where}: " if self.where else ""
+        stderr.print(
+            f"[bold red]error[/]: {where}{self.problem}",
+            highlight=False,
+            soft_wrap=True,
+            markup=True,
+        )
+
+
 class DashedFlagsCommand(TyperCommand):
-    """A typer command that reads underscore spellings of its flags as dashes."""
+    """A typer command that reads underscore spellings of its flags as dashes, and reports a
+    usage error in one line."""
 
     def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, dashed_flags(args))
+        try:
+            return super().parse_args(ctx, dashed_flags(args))
+        except UsageError as error:
+            raise OneLineUsageError(error) from None
 
 
 class ToolkitTyper(typer.Typer):

@@ -120,6 +120,17 @@ def at_most(high: float | int) -> Check:
     return check
 
 
+def count_up_to(limit: int, why: str) -> Check:
+    """A positive count of at most ``limit``; ``why`` says what a larger one would mean."""
+
+    def check(value: int | None) -> str | None:
+        if value is None or value <= limit:
+            return positive(value)
+        return f"{value} is beyond the limit of {limit:.0e} ({why}); lower it"
+
+    return check
+
+
 def one_of(*choices: str) -> Check:
     def check(value: str | None) -> str | None:
         if value is None or value in choices:
@@ -229,7 +240,21 @@ def given_options(config: Any) -> set[str]:
     }
 
 
-def read_saved_options(run_dir: Path, field: str = "resume") -> dict[str, Any]:
+class SavedOptions(dict[str, Any]):
+    """The options of a run's config.json, with the run directory and the tool that wrote it."""
+
+    def __init__(self, options: Mapping[str, Any], run_dir: Path, tool: str | None) -> None:
+        super().__init__(options)
+        self.run_dir = run_dir
+        self.tool = tool  # the name of the writing tool's config class; None in older runs
+
+
+def tool_of(config: Any) -> str | None:
+    """What config.json records as the tool that wrote a run: the name of its config class."""
+    return type(config).__name__ if dataclasses.is_dataclass(config) else None
+
+
+def read_saved_options(run_dir: Path, field: str = "resume") -> SavedOptions:
     """The ``config`` object of a run directory's config.json."""
     path = run_dir / "config.json"
     if not path.is_file():
@@ -237,11 +262,31 @@ def read_saved_options(run_dir: Path, field: str = "resume") -> dict[str, Any]:
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
         options = saved["config"]
+        tool = saved.get("tool")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise ConfigError(field, f"'{path}' is damaged ({error}); start a new run") from error
     if not isinstance(options, dict):
         raise ConfigError(field, f"'{path}' holds no config; start a new run")
-    return options
+    return SavedOptions(options, run_dir, tool if isinstance(tool, str) else None)
+
+
+def check_same_tool(config_cls: type, saved: Mapping[str, Any], field: str) -> None:
+    """Refuse to resume a run that another tool wrote: its config.json names another config class,
+    or (older runs, which name none) holds options this tool does not have."""
+    where = f"'{saved.run_dir}'" if isinstance(saved, SavedOptions) else "the run"
+    tool = saved.tool if isinstance(saved, SavedOptions) else None
+    if tool is not None and tool != config_cls.__name__:
+        raise ConfigError(
+            field, f"{where} is a run of another tool ({tool}); give a run of this tool"
+        )
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    foreign = sorted(set(saved) - known)
+    if foreign:
+        raise ConfigError(
+            field,
+            f"{where} was written by another tool (its options {', '.join(foreign[:4])} are not "
+            "this tool's); give a run of this tool",
+        )
 
 
 def resumed(
@@ -254,9 +299,10 @@ def resumed(
     """The config to resume with: the saved options, overruled only by resumable ones given now.
 
     ``keep`` names options that always come from ``config`` (the resume directory itself).
-    Raises ConfigError when an option given now contradicts the saved run.
+    Raises ConfigError when the saved run is another tool's, or an option given now contradicts it.
     """
     cls = type(config)
+    check_same_tool(cls, saved, field)
     hints = option_types(cls)
     given = given_options(config)
     values: dict[str, Any] = {}

@@ -40,11 +40,13 @@ from sae_hacking.core.ablation import ablatable_latents
 from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.io.ablation_sources import read_firing_counts
 from sae_hacking.io.atomic import atomic_write_json, remove_stale_temporaries
+from sae_hacking.io.bundle import damaged
 from sae_hacking.io.effects import (
     MANIFEST,
     RowAccumulator,
     StoreInfo,
     compact,
+    read_manifest,
     write_manifest,
     write_shard,
 )
@@ -100,10 +102,14 @@ def _progress(disable: bool) -> Progress:
 
 
 def _resume_state(rank_dir: Path) -> dict[str, Any] | None:
-    manifest_path = rank_dir / MANIFEST
-    if not manifest_path.is_file():
+    if not (rank_dir / MANIFEST).is_file():
         return None
-    state = json.loads(manifest_path.read_text(encoding="utf-8"))
+    state = read_manifest(rank_dir, "--resume")  # a damaged manifest is refused in one line
+    try:
+        for key in ("prompts_done", "prompts_ablated", "ablations"):
+            int(state[key])
+    except (KeyError, TypeError, ValueError) as error:
+        raise damaged("--resume", rank_dir / MANIFEST, "it lacks the progress counts") from error
     listed = {entry["name"] for entry in state["shards"]}
     for path in rank_dir.glob("shard-*"):
         if path.name.split(".")[0] not in listed:

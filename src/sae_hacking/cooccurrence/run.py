@@ -28,13 +28,14 @@ from sae_hacking.cooccurrence.checkpoint import (
 from sae_hacking.cooccurrence.config import DEFAULT_PROMPT_TOKENS, CooccurrenceConfig
 from sae_hacking.cooccurrence.contexts import batch_top, merge_top
 from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
-from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import append_jsonl, remove_stale_temporaries
 from sae_hacking.io.cooccurrence_results import COUNTS, has_results
 from sae_hacking.io.rundir import (
     default_output_dir,
     jsonable,
     make_run_dir,
+    remove_run_dir,
     removed_unless_used,
     write_config,
 )
@@ -55,6 +56,7 @@ from sae_hacking.llm.saes import (
     resolve_sae,
     sae_hook_name,
 )
+from sae_hacking.memory import check_fits
 
 SCRIPT = "gemma_cooccurrences"
 
@@ -193,6 +195,15 @@ def _load_checked(
             "rows",
             f"latent {max(config.rows)} is out of range; the SAE has {sae.cfg.d_sae} latents",
         )
+    # A batch's residual activations and SAE codes (4 bytes each), before the first forward.
+    tokens = config.batch_size * (config.max_tokens_in_prompt or DEFAULT_PROMPT_TOKENS)
+    batch_bytes = 4 * tokens * (model.cfg.d_model + sae.cfg.d_sae)
+    check_fits(
+        batch_bytes,
+        "--batch-size",
+        f"a batch of {config.batch_size:,} prompts",
+        free_memory_bytes(device),
+    )
     return model, sae
 
 
@@ -236,14 +247,15 @@ def _count(
     hook_name = sae_hook_name(sae)
     width = sae.cfg.d_sae
     dtype = getattr(torch, config.choose_count_dtype(ranks.world))
-    if ranks.is_main:
-        if config.resume is None:
-            write_config(run_dir, config, command_line())
-        else:
-            append_jsonl(
-                run_dir / "resumes.jsonl", {"config": jsonable(config), "command": command_line()}
-            )
+    if ranks.is_main and config.resume is None:
+        write_config(run_dir, config, command_line())
+    # On resume the saved counts are read (and checked) before the resume is recorded, so a
+    # damaged checkpoint is refused without touching the run.
     counter = start_counter(config, width, dtype, device, ranks)
+    if ranks.is_main and config.resume is not None:
+        append_jsonl(
+            run_dir / "resumes.jsonl", {"config": jsonable(config), "command": command_line()}
+        )
     assert model.tokenizer is not None
     texts = iter_texts(corpus, ranks.rank, ranks.world, skip=counter.prompts_before)
     prompt_budget = (
@@ -290,6 +302,8 @@ def _count(
                 checkpoint(config, run_dir, sae, model.tokenizer, counter, ranks, complete=False)
     # Before ranks reduce, counter.tokens on rank 0 holds the saved tokens plus its own.
     if _total_tokens(counter.tokens, ranks, device) == 0:
+        if config.resume is None and ranks.is_main:
+            remove_run_dir(run_dir)  # its checkpoints, if any, hold no token
         raise ConfigError(
             "max_tokens_in_prompt",
             f"{counter.prompts_before + counter.prompts} prompts gave no token to count "

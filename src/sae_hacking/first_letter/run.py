@@ -78,11 +78,11 @@ def run(config: FirstLetterConfig) -> FirstLetterResult:
     saes, hook_name = load_saes(model, config.release, config.ids, device)
     train_prompts, test_prompts = task_prompts(model.tokenizer, config)
     letter_ids = letter_token_ids(model.tokenizer) if config.ablation else None
-    if config.ablation and letter_ids is None:
-        console.print("the answers ' A'..' Z' are not single tokens: no ablation criterion")
 
     run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
     write_config(run_dir, config, command_line())
+    if config.ablation and letter_ids is None:  # said once the run is sure to go ahead
+        console.print("the answers ' A'..' Z' are not single tokens: no ablation criterion")
     with Progress(console=console, transient=True) as progress:
         train_acts, train_found = word_activations(
             model, train_prompts, config.prompt_template, hook_name, config.batch_size, progress

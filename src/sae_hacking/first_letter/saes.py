@@ -22,7 +22,7 @@ FLAG = "--sae-ids"
 def load_one(model: Any, release: str, sae_id: str, device: Any) -> Any:
     """``tiny``; ``DIR/ID`` or ``DIR`` saved by sae-lens; else a sae-lens release and id."""
     if release == TINY_RELEASE:
-        return tiny_sae(model, sae_id, device)
+        return tiny_sae(model, sae_id, device, FLAG)
     root = Path(release)
     if (root / sae_id / "cfg.json").is_file():
         return load_sae_from_disk(root / sae_id, device, flag=FLAG)

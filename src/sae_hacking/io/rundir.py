@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from sae_hacking.config import tool_of
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write_json
 
@@ -108,6 +109,11 @@ def remove_if_unused(run_dir: Path) -> bool:
     return True
 
 
+def remove_run_dir(run_dir: Path) -> None:
+    """Delete a fresh run directory whose run turned out to hold nothing (it counted no token)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
 @contextmanager
 def removed_unless_used(run_dir: Path) -> Iterator[Path]:
     """Yield ``run_dir``; if the work inside fails before writing anything beside the config
@@ -127,11 +133,13 @@ def fresh_run_dir(output_dir: Path, prefix: str, flag: str = "--output-dir") -> 
 
 
 def write_config(run_dir: Path, config: Any, argv: list[str]) -> None:
-    """Write ``config.json``: the resolved config, the command line, versions and git commit."""
+    """Write ``config.json``: the resolved config, the tool that wrote it (checked on --resume),
+    the command line, versions and git commit."""
     atomic_write_json(
         run_dir / "config.json",
         {
             "config": jsonable(config),
+            "tool": tool_of(config),
             "command": argv,
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "git_commit": git_commit(),

@@ -37,6 +37,15 @@ def _closest(word: str, choices: list[str]) -> str:
     return f"; did you mean {' or '.join(near)}?" if near else ""
 
 
+def release_flag(flag: str) -> str:
+    """The release flag that goes with an id flag: ``--ablator-sae-id`` -> ``--ablator-sae-release``,
+    ``--sae-ids`` -> ``--sae-release``."""
+    for suffix in ("-id", "-ids"):
+        if flag.endswith(suffix):
+            return flag.removesuffix(suffix) + "-release"
+    return flag
+
+
 def check_release_id(release: str, sae_id: str, flag: str = "--sae-id") -> None:
     """Refuse an unknown release or an id the release lacks, from sae-lens's registry (no network)."""
     directory = get_pretrained_saes_directory()
@@ -45,12 +54,12 @@ def check_release_id(release: str, sae_id: str, flag: str = "--sae-id") -> None:
             return  # a Hugging Face repo id: only the hub can say what it holds
         if "/" in release:
             raise UserInputError(
-                "--sae-release",
+                release_flag(flag),
                 f"'{release}' is neither a sae-lens release, a Hugging Face repo id "
                 "(owner/name) nor a directory holding cfg.json",
             )
         raise UserInputError(
-            "--sae-release",
+            release_flag(flag),
             f"'{release}' is not a sae-lens release{_closest(release, list(directory))}",
         )
     ids = list(directory[release].saes_map)
@@ -220,28 +229,29 @@ def random_sae(
 
 
 def tiny_sae(
-    model: HookedSAETransformer, sae_id: str, device: torch.device | str = "cpu"
+    model: HookedSAETransformer,
+    sae_id: str,
+    device: torch.device | str = "cpu",
+    flag: str = "--sae-id",
 ) -> SAE[Any]:
     """The random stand-in named ``<hook>/<jumprelu|topk>/<width>``, the same for the same id."""
     parts = sae_id.split("/")
     if len(parts) != 3 or parts[1] not in ("jumprelu", "topk") or not parts[2].isdigit():
         raise UserInputError(
-            "--sae-id",
+            flag,
             f"'{sae_id}' is not a tiny SAE id; use <hook>/<jumprelu|topk>/<width>, e.g. {TINY_ABLATOR_ID}",
         )
     hook_name, kind, width = parts[0], parts[1], int(parts[2])
     d_in = hook_width(model.cfg, hook_name)
     if d_in is None:
-        raise UserInputError(
-            "--sae-id", f"'{hook_name}' is not a hook of model '{model.cfg.model_name}'"
-        )
+        raise UserInputError(flag, f"'{hook_name}' is not a hook of model '{model.cfg.model_name}'")
     if width < 1:
-        raise UserInputError("--sae-id", f"'{sae_id}' has {width} latents; give at least 1")
+        raise UserInputError(flag, f"'{sae_id}' has {width} latents; give at least 1")
     generator = torch.Generator().manual_seed(zlib.crc32(sae_id.encode()))
     sample_TM = hook_activations(model, TINY_TEXT.splitlines(), hook_name)
     # Encoder and decoder, plus the sample's pre-activations and their sorted copy (calibration).
     n_bytes = 4 * width * (2 * d_in + 2 * sample_TM.shape[0] + 8)
-    check_fits(n_bytes, "--sae-id", f"a tiny SAE of {width:,} latents")
+    check_fits(n_bytes, flag, f"a tiny SAE of {width:,} latents")
     sae = random_sae(
         "jumprelu" if kind == "jumprelu" else "topk",
         sample_TM,
@@ -262,11 +272,11 @@ def resolve_sae(
 ) -> SAE[Any]:
     """The SAE a script's ``--sae-release``/``--sae-id`` name (``tiny`` or a local directory too), checked against the model."""
     if release == TINY_RELEASE:
-        sae = tiny_sae(model, sae_id, device)
+        sae = tiny_sae(model, sae_id, device, flag)
     elif Path(release).is_dir():
         # The directory, not the id, chose this SAE: name its flag (--sae-release,
         # --ablator-sae-release, ...) in any error.
-        flag = flag.removesuffix("-id") + "-release" if flag.endswith("-id") else flag
+        flag = release_flag(flag)
         sae = load_sae_from_disk(Path(release), device, flag=flag)
     else:
         sae = load_sae(release, sae_id, device, flag=flag)

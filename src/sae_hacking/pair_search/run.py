@@ -14,7 +14,12 @@ from sae_hacking.errors import UserInputError
 from sae_hacking.io.ablation_sources import firing_of, open_cooccurrence, pair_lookup
 from sae_hacking.io.cooccurrence_results import CooccurrenceResults
 from sae_hacking.io.effects import EffectStore, check_same_sources, compact, read_manifest
-from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
+from sae_hacking.io.rundir import (
+    default_output_dir,
+    make_run_dir,
+    removed_unless_used,
+    write_config,
+)
 from sae_hacking.neuronpedia import explain, neuronpedia_url
 from sae_hacking.pair_search.config import PairSearchConfig
 from sae_hacking.pair_search.evidence import (
@@ -82,22 +87,25 @@ def run(config: PairSearchConfig) -> Path:
     device = resolve_device(config.device)
     truth = None if config.truth is None else read_truth(config.truth)
     sources, manifests, cooccurrence = _open_inputs(config)
+    # Every shard is checked before the run directory is made (or, for runs summed into it,
+    # before anything beside its config is written), so a damaged store leaves no run behind.
+    single = len(sources) == 1 and manifests[0].get("compacted")
+    store = EffectStore(sources[0], "--ablation-dir") if single else None
     ranked = config.scoring == "ranked"
     count_bar = ANY_COUNT if ranked else config.cooccurrence_threshold
     lookup = _no_cooccurrence
     if cooccurrence is not None:
         lookup = pair_lookup(cooccurrence, count_bar)
-    else:
+    run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
+    write_config(run_dir, config, command_line())
+    if store is None:
+        with removed_unless_used(run_dir):
+            compact(sources, run_dir / "effects", "--ablation-dir")
+        store = EffectStore(run_dir / "effects", "--ablation-dir")
+    if cooccurrence is None:  # said once every input is read
         console.print(
             "no --cooccurrence-dir: pairs are not filtered by co-occurrence", highlight=False
         )
-    run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
-    write_config(run_dir, config, command_line())
-    if len(sources) == 1 and manifests[0].get("compacted"):
-        store = EffectStore(sources[0], "--ablation-dir")
-    else:
-        compact(sources, run_dir / "effects", "--ablation-dir")
-        store = EffectStore(run_dir / "effects", "--ablation-dir")
     ablator = store.manifest["ablator"]
     just_these = None
     if config.just_these:

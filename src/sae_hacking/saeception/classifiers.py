@@ -38,11 +38,19 @@ def init_linear(layer: nn.Linear, generator: torch.Generator) -> None:
             param.copy_((2 * values - 1).to(param.device) * bound)
 
 
+MLP_HIDDEN = 16
+
+
 class MLPClassifier(nn.Module):
     """inputs -> 16 -> 16 -> classes with ReLUs; the hidden activation is layer 1's or 2's output."""
 
     def __init__(
-        self, inputs: int, classes: int, layer: int, generator: torch.Generator, hidden: int = 16
+        self,
+        inputs: int,
+        classes: int,
+        layer: int,
+        generator: torch.Generator,
+        hidden: int = MLP_HIDDEN,
     ) -> None:
         super().__init__()
         self.hidden_dim = hidden
@@ -186,6 +194,11 @@ class ClassifierFactory:
         self.max_tokens = max_tokens
         self.trained_blocks = trained_blocks
         self.device = device
+
+    @property
+    def hidden_dim(self) -> int:
+        """The width of the hidden activation the run's SAEs read."""
+        return MLP_HIDDEN if self.kind == "mlp" else int(self.base_model.cfg.d_model)
 
     def build(self, generator: torch.Generator) -> nn.Module:
         """A classifier at its initialisation (the head, and the MLP, drawn from ``generator``)."""

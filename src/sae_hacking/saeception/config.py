@@ -212,6 +212,15 @@ class SaeCeptionConfig:
             raise ConfigError("sae_k", f"{k} is more than --sae-width={width}")
         return width, k
 
+    def sae_memory_estimate(self, hidden_dim: int) -> tuple[int, str]:
+        """Peak bytes of one SAE's training (float32, an estimate) and the size option to lower
+        first: the SAE four times (weights, gradients, Adam's two moments) and a batch's codes."""
+        width, _k = self.sae_shape(hidden_dim)
+        floats = 4 * (2 * width * hidden_dim + width + hidden_dim)
+        floats += self.sae_batch_size * (2 * hidden_dim + 3 * width)
+        sizes = {"sae_width": width / (4 * hidden_dim), "sae_batch_size": self.sae_batch_size / 256}
+        return 4 * floats, max(sizes, key=sizes.__getitem__)
+
     def kept_latents(self, width: int) -> int:
         """Latents kept by the per-class and per-example strategies (at least one)."""
         return max(1, int(self.keep_share * width))

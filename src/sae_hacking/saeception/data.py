@@ -133,7 +133,28 @@ def labels_from_values(
     return torch.tensor([index[t] for t in texts], dtype=torch.int64), names
 
 
+def _text(value: object, field: str, where: str) -> str:
+    """A text value, never a null, number or list read as the text "None", "12" or "['a']"."""
+    if not isinstance(value, str):
+        shown = "null" if value is None else type(value).__name__
+        raise ConfigError("text_field", f"{where}: '{field}' is {shown}, not text")
+    return value
+
+
 def _local_rows(path: Path, text_field: str, label_field: str) -> tuple[list[str], list[object]]:
+    try:
+        return _read_local_rows(path, text_field, label_field)
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            "dataset", f"'{path}' is not UTF-8 text (byte {error.start}); convert it to UTF-8"
+        ) from error
+    except OSError as error:
+        raise ConfigError("dataset", f"cannot read '{path}': {error.strerror}") from error
+
+
+def _read_local_rows(
+    path: Path, text_field: str, label_field: str
+) -> tuple[list[str], list[object]]:
     texts: list[str] = []
     labels: list[object] = []
     if path.suffix == ".csv":
@@ -145,8 +166,8 @@ def _local_rows(path: Path, text_field: str, label_field: str) -> tuple[list[str
                     raise ConfigError(
                         flag, f"'{path}' has no column '{name}' (columns: {', '.join(columns)})"
                     )
-            for row in reader:
-                texts.append(row[text_field])
+            for number, row in enumerate(reader, start=2):
+                texts.append(_text(row[text_field], text_field, f"line {number} of '{path}'"))
                 labels.append(row[label_field])
         return texts, labels
     with open(path, encoding="utf-8") as handle:
@@ -162,7 +183,7 @@ def _local_rows(path: Path, text_field: str, label_field: str) -> tuple[list[str
             for flag, name in (("text_field", text_field), ("label_field", label_field)):
                 if not isinstance(record, dict) or name not in record:
                     raise ConfigError(flag, f"line {number} of '{path}' has no key '{name}'")
-            texts.append(str(record[text_field]))
+            texts.append(_text(record[text_field], text_field, f"line {number} of '{path}'"))
             labels.append(record[label_field])
     return texts, labels
 
@@ -170,6 +191,8 @@ def _local_rows(path: Path, text_field: str, label_field: str) -> tuple[list[str
 def load_local_source(path: Path, text_field: str, label_field: str) -> LabelledSource:
     """A local CSV or JSONL file of text and label (split at random per seed)."""
     texts, values = _local_rows(path, text_field, label_field)
+    if not texts:
+        raise ConfigError("dataset", f"'{path}' holds no examples")
     labels_B, names = labels_from_values(values, "label_field", str(path))
     if len(set(labels_B.tolist())) < 2:
         raise ConfigError("dataset", f"'{path}' has fewer than two classes")

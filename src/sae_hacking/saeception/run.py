@@ -9,10 +9,11 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sae_hacking.config import ConfigError, read_saved_options, resumed
-from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.config import ConfigError, flag_of, read_saved_options, resumed
+from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import atomic_write_json, atomic_write_text
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
+from sae_hacking.memory import check_fits
 from sae_hacking.saeception.classifiers import ClassifierFactory, check_hook, last_block_hook
 from sae_hacking.saeception.config import MLP, SaeCeptionConfig
 from sae_hacking.saeception.cycles import Unit, UnitContext, plan, run_unit
@@ -96,6 +97,8 @@ def run_resolved(config: SaeCeptionConfig, argv: list[str] | None) -> RunResult:
     source = load_source(config)
     first_data = split_for_seed(source, config, config.seeds[0])
     factory, manifest = classifier_factory(config, source, device)
+    needed, costliest = config.sae_memory_estimate(factory.hidden_dim)
+    check_fits(needed, flag_of(costliest), "an SAE of these sizes", free_memory_bytes(device))
     if config.resume is not None:
         run_dir = config.resume
     else:

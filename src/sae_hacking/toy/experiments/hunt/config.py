@@ -10,6 +10,7 @@ from sae_hacking.config import (
     ConfigError,
     between,
     check_options,
+    count_up_to,
     device_option,
     each,
     non_negative,
@@ -19,7 +20,13 @@ from sae_hacking.config import (
     positive,
     threads_option,
 )
-from sae_hacking.toy.data.tree_spec import PRESETS, load_forest
+from sae_hacking.toy.data.tree_spec import PRESETS, feature_counts, load_forest
+
+# Beyond any sense for a toy hunt (its presets take seconds at 50,000 samples): a larger count
+# is a typo, refused before anything runs.
+MAX_SAMPLES = 10**12
+MAX_STEPS = 10**9
+BYTES_PER_FLOAT = 4
 
 DOWNSTREAM_KINDS = ("readout", "parents", "random")
 # The case built so that decoder cosines mislead (cases.py), beside the tree presets.
@@ -49,8 +56,12 @@ class HuntConfig:
         None, "ablator SAE latents", check=positive, default_text="number of true features"
     )
     ablator_k: int = option(8, "k of the ablator's top-k", check=positive)
-    steps: int = option(3000, "training steps per SAE", check=positive)
-    batch_size: int = option(1024, "training samples per step", check=positive)
+    steps: int = option(
+        3000, "training steps per SAE", check=count_up_to(MAX_STEPS, "more than a day")
+    )
+    batch_size: int = option(
+        1024, "training samples per step", check=count_up_to(MAX_SAMPLES, "beyond any toy")
+    )
     lr: float = option(3e-3, "Adam learning rate", check=positive)
     firing_threshold: float = option(
         0.5, "ablator latents fire only above this (0: raw top-k SAE)", check=non_negative
@@ -77,9 +88,13 @@ class HuntConfig:
     reader_width: int = option(256, "reader SAE latents", check=positive)
     reader_k: int = option(16, "reader SAE k", check=positive)
     samples: int = option(
-        50_000, "toy samples (one-token prompts) counted and ablated", check=positive
+        50_000,
+        "toy samples (one-token prompts) counted and ablated",
+        check=count_up_to(MAX_SAMPLES, "beyond any toy"),
     )
-    hunt_batch_size: int = option(4096, "samples per hunt batch", check=positive)
+    hunt_batch_size: int = option(
+        4096, "samples per hunt batch", check=count_up_to(MAX_SAMPLES, "beyond any toy")
+    )
     abridge_ablations_to: int | None = option(
         None, "latents ablated per sample", check=positive, default_text="ablator k"
     )
@@ -105,7 +120,9 @@ class HuntConfig:
     min_absorber_rate: float = option(
         0.2, "truth: a latent absorbs a parent on at least this share", check=share
     )
-    eval_samples: int = option(20_000, "samples for the ground truth", check=positive)
+    eval_samples: int = option(
+        20_000, "samples for the ground truth", check=count_up_to(MAX_SAMPLES, "beyond any toy")
+    )
     seed: int = option(0, "seed of data, SAEs and samples")
     threads: int = threads_option()
     device: str = device_option()
@@ -125,3 +142,41 @@ class HuntConfig:
             load_forest(self.hierarchy)
         except ValueError as error:
             raise ConfigError("hierarchy", str(error)) from error
+
+    def memory_estimate(self) -> tuple[int, str]:
+        """Peak bytes of the run (float32, an estimate) and the size option to lower first.
+
+        The ablator SAE counts four times (weights, gradients, Adam's two moments); a training
+        batch holds inputs, every feature's draw and the latents' pre-activations and gradients;
+        the co-occurrence triangle is int64; the effect rows are ablator width x reader space, and
+        a hunt batch holds one reader-space row per ablated latent and sample.
+        """
+        if self.hierarchy == MISLEADING:
+            features = self.model_dim  # at most: the misleading case needs a dimension a feature
+        else:
+            features = feature_counts(load_forest(self.hierarchy))[0]
+        width = self.ablator_width or features
+        downstream = self.downstream_width if self.downstream == "random" else features
+        reader = self.reader_width if self.reader == "sae" else downstream
+        ablated = self.abridge_ablations_to or self.ablator_k
+        weights = 4 * (2 * width * self.model_dim + width + self.model_dim)
+        floats = (
+            weights
+            + self.batch_size * (2 * self.model_dim + features + 3 * width)
+            + 2 * width * width  # int64 pair counts: half a square of 8 bytes
+            + width * reader
+            + self.hunt_batch_size * (self.model_dim + width + ablated * reader)
+            + self.eval_samples * (self.model_dim + features + width)
+        )
+        # Blamed: the size option the most times above its default (25x3 has 100 features).
+        sizes = {
+            "hierarchy": features / 100,
+            "ablator_width": (self.ablator_width or 0) / 100,
+            "model_dim": self.model_dim / 128,
+            "batch_size": self.batch_size / 1024,
+            "hunt_batch_size": self.hunt_batch_size / 4096,
+            "eval_samples": self.eval_samples / 20_000,
+            "reader_width": (reader if self.reader == "sae" else 0) / 256,
+            "downstream_width": (downstream if self.downstream == "random" else 0) / 256,
+        }
+        return BYTES_PER_FLOAT * floats, max(sizes, key=sizes.__getitem__)

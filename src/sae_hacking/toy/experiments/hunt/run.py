@@ -8,10 +8,12 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from sae_hacking.config import flag_of
 from sae_hacking.core.thresholds import otsu_thresholds
-from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
+from sae_hacking.memory import check_fits
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.experiments.hunt.cases import hunt_source
 from sae_hacking.toy.experiments.hunt.config import HuntConfig
@@ -114,6 +116,8 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
     """
     device = resolve_device(config.device)
     torch.set_num_threads(config.threads)
+    needed, costliest = config.memory_estimate()
+    check_fits(needed, flag_of(costliest), "a hunt of these sizes", free_memory_bytes(device))
     run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
     write_config(run_dir, config, command_line())
     trained = trained or train_ablator(config, device)

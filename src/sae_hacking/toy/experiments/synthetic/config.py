@@ -6,6 +6,7 @@ from pathlib import Path
 from sae_hacking.config import (
     ConfigError,
     check_options,
+    count_up_to,
     device_option,
     each,
     one_of,
@@ -18,6 +19,9 @@ from sae_hacking.errors import UserInputError
 from sae_hacking.toy.data.synthetic_models import check_model_source, describe_sources
 
 ARCHITECTURES = ("batchtopk", "matryoshka-batchtopk", "jumprelu", "topk")
+# Beyond any sense: 1e12 samples are 20 days at SynthSAEBench's 16k-feature pace on an H100.
+MAX_SAMPLES = 10**12
+BYTES_PER_FLOAT = 4
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,12 @@ class SyntheticTrainConfig:
         check=each(positive),
         default_text="width/32, width/8, width/2, width",
     )
-    samples: int = option(5_000_000, "training samples", check=positive)
-    batch_size: int = option(1024, "samples per step", check=positive)
+    samples: int = option(
+        5_000_000, "training samples", check=count_up_to(MAX_SAMPLES, "weeks on any GPU")
+    )
+    batch_size: int = option(
+        1024, "samples per step", check=count_up_to(MAX_SAMPLES, "weeks on any GPU")
+    )
     lr: float = option(3e-4, "Adam learning rate (constant, as SynthSAEBench)", check=positive)
     eval_samples: int = option(
         100_000, "samples for the final SynthSAEBench metrics", check=positive
@@ -84,3 +92,12 @@ class SyntheticTrainConfig:
     @property
     def steps(self) -> int:
         return self.samples // self.batch_size
+
+    def memory_estimate(self, model_dim: int, features: int, width: int) -> tuple[int, str]:
+        """Peak bytes of training (float32, an estimate) and the size option to lower first: the
+        SAE four times (weights, gradients, Adam's two moments), and a batch's inputs, feature
+        draws, pre-activations and their gradients."""
+        weights = 4 * (2 * width * model_dim + width + model_dim)
+        floats = weights + self.batch_size * (2 * model_dim + features + 3 * width)
+        sizes = {"width": width / 4096, "batch_size": self.batch_size / 1024}
+        return BYTES_PER_FLOAT * floats, max(sizes, key=sizes.__getitem__)

@@ -10,10 +10,17 @@ from jaxtyping import Float
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from sae_hacking.config import flag_of
 from sae_hacking.core.similarity import cosine_matrix
-from sae_hacking.devices import command_line, resolve_device
+from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import append_jsonl, atomic_write_json
-from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
+from sae_hacking.io.rundir import (
+    default_output_dir,
+    make_run_dir,
+    removed_unless_used,
+    write_config,
+)
+from sae_hacking.memory import check_fits
 from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.data.synthetic_models import PRESETS, load_synthetic_model
 from sae_hacking.toy.experiments.synthetic.config import SyntheticTrainConfig
@@ -254,11 +261,16 @@ def run(config: SyntheticTrainConfig, argv: list[str] | None = None) -> RunOutco
     output_dir = config.output_dir or default_output_dir()
     run_dir = make_run_dir(output_dir, RUN_PREFIX)
     write_config(run_dir, config, argv if argv is not None else command_line())
-    model = load_synthetic_model(config.model, str(device))
+    # A --model or size refused here leaves no run directory behind.
+    with removed_unless_used(run_dir):
+        model = load_synthetic_model(config.model, str(device))
+        source = SyntheticSource(model, device)
+        width = config.width or default_width(config.model, source.num_features)
+        model_dim, features = source.W_NM.shape[1], source.num_features
+        needed, costliest = config.memory_estimate(model_dim, features, width)
+        check_fits(needed, flag_of(costliest), "training of these sizes", free_memory_bytes(device))
     if config.save_model:
         model.save(run_dir / "synthetic_model")
-    source = SyntheticSource(model, device)
-    width = config.width or default_width(config.model, source.num_features)
     l0 = config.l0 or round(frequent_l0(source, width, seeded(config.seed, "eval", device)), 1)
     sae = build_sae(config, source.W_NM.shape[1], width, l0, seeded(config.seed, "init", device))
     eval_x_BM = source.sample_sparse(8192, seeded(config.seed, "eval", device)).x_BM

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import cast
 
 from sae_hacking.config import (
-    Check,
     ConfigError,
     check_options,
+    count_up_to,
     device_option,
     non_negative,
     one_of,
@@ -32,15 +32,6 @@ DEFAULT_EVALUATIONS = 40
 MAX_SAMPLES = 10**12
 MAX_STEPS = 10**9
 BYTES_PER_FLOAT = 4
-
-
-def count_up_to(limit: int, why: str) -> Check:
-    def check(value: int | None) -> str | None:
-        if value is None or value <= limit:
-            return positive(value)
-        return f"{value} is beyond the limit of {limit:.0e} ({why}); lower it"
-
-    return check
 
 
 @dataclass(frozen=True)
@@ -165,6 +156,10 @@ class ToyTrainConfig:
     def _resolve_schedule(self) -> None:
         if self.steps is not None and self.num_samples is not None:
             raise ConfigError("steps", "give --steps or --num-samples, not both")
+        if self.batch_size > MAX_SAMPLES:
+            raise ConfigError(
+                "batch_size", f"{self.batch_size} exceeds the limit of {MAX_SAMPLES:.0e} samples"
+            )
         if self.steps is not None:
             steps = self.steps
             if steps * self.batch_size > MAX_SAMPLES:

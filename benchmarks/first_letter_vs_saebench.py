@@ -114,6 +114,8 @@ def main() -> None:
         ablation=False,
         output_dir=work / "ours",
     )
+    import matplotlib.pyplot  # noqa: F401  (the report's import, excluded like SAEBench's imports)
+
     ours = run(config)
     with_paper = run(replace(config, ablation=True))
     from transformers import AutoTokenizer

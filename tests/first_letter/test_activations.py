@@ -11,6 +11,11 @@ from sae_hacking.first_letter.vocab import build_prompts
 from sae_hacking.llm.models import tiny_model
 
 
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
 @pytest.mark.parametrize(
     "hook_name",
     [
@@ -20,8 +25,7 @@ from sae_hacking.llm.models import tiny_model
         "blocks.2.hook_resid_post",
     ],
 )
-def test_stopping_at_the_hook_reads_what_a_full_forward_caches(hook_name: str) -> None:
-    model = tiny_model()
+def test_stopping_at_the_hook_reads_what_a_full_forward_caches(model, hook_name: str) -> None:
     prompts = build_prompts(["snake", "stone", "garden", "story"], TEMPLATE, 2, random.Random(0))
     batch = tokenize(model.tokenizer, prompts, TEMPLATE)
     with torch.no_grad():

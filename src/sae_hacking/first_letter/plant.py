@@ -7,14 +7,14 @@ Built on ``llm.planted`` with three choices that make SAEBench's metric read the
   on a coordinate axis, and SAEBench's probe trainer (Adam) moves every coordinate about equally
   fast, so a letter's probe weighs the 25 other letters' axes as much as its own: cosine ~0.14
   with its letter, which puts a half-strength absorber's decoder (cosine 0.45 with the letter) at
-  ~0.06 with the probe, under the 0.1 absorber threshold. Rotated, the cosine is 0.3-0.5.
+  ~0.06 with the probe, under the 0.1 absorber threshold. Rotated, the cosine is 0.25-0.51.
 - ``d_model`` is left to the planted model, wide enough for exactly orthogonal word directions:
   at d_model 256 the letter latent of a letter with many absorbed words read each word with
   +-0.5 of cross-talk from the others' nearly orthogonal directions.
 - Letter and word norms are 16 rather than 4, so the part every word's activation shares
   (constant, "is a word" and position coordinates, norm 1.55) is small beside the letter: the
   probe weighs that part like a second bias, SAEBench's denominator ``x . u`` includes it and no
-  latent carries it, so a partial absorber reads low by that share (0.27 instead of 0.5 at norm 4).
+  latent carries it, so a partial absorber reads low by that share (0.14-0.29 for 0.5 at norm 4).
 """
 
 import json

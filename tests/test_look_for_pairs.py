@@ -149,11 +149,12 @@ def test_mismatched_stores_and_bad_flags_are_one_line_errors(
     ablation_run: Path, tmp_path: Path
 ) -> None:
     other = ablate(tmp_path, "b", "blocks.0.hook_resid_post/jumprelu/128")
-    not_json, no_pairs, bad_entry = (tmp_path / f"truth{n}.json" for n in range(3))
+    not_json, no_pairs, bad_entry, empty = (tmp_path / f"truth{n}.json" for n in range(4))
     not_json.write_text("{absorbed_pairs: [", encoding="utf-8")
     no_pairs.write_text('{"pairs": []}', encoding="utf-8")
     bad_entry.write_text('{"absorbed_pairs": [{"letter_latent": 1}]}', encoding="utf-8")
-    truths = [not_json, no_pairs, bad_entry, tmp_path / "missing.json"]
+    empty.write_text('{"absorbed_pairs": []}', encoding="utf-8")
+    truths = [not_json, no_pairs, bad_entry, empty, tmp_path / "missing.json"]
     cases = [
         *((["--ablation-dir", str(ablation_run), "--truth", str(t)], "--truth") for t in truths),
         (["--ablation-dir", str(ablation_run), "--ablation-dir", str(other)], "--ablation-dir"),

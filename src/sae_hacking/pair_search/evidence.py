@@ -1,5 +1,5 @@
-"""What the pair report shows beside the scores: decoder cosines, the reader latents each ablation
-moves most, and the planted or evaluated truth to mark pairs against."""
+"""What the pair report shows beside the scores: decoder cosines and what each ablation moves most
+downstream."""
 
 from pathlib import Path
 from typing import Any
@@ -10,54 +10,13 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from sae_hacking.errors import UserInputError
-from sae_hacking.io.bundle import read_json_object
 from sae_hacking.io.effects import EffectStore
 from sae_hacking.neuronpedia import neuronpedia_url
 
-TRUTH_KEY = "absorbed_pairs"
-TRUTH_IDS = ("letter_latent", "word_latent")
 # The weights file of a local sae-lens SAE directory.
 SAE_WEIGHTS = "sae_weights.safetensors"
 # Reader latents listed per ablated latent.
 TOP_MOVED = 5
-
-
-def read_truth(path: Path, flag: str = "--truth") -> frozenset[tuple[int, int]]:
-    """The (letter latent, word latent) pairs of a planted ``truth.json`` or of the first-letter
-    evaluation's ``absorbing_pairs.json``, each as (smaller id, larger id)."""
-    if not path.is_file():
-        raise UserInputError(flag, f"'{path}' is not a file")
-    pairs = read_json_object(path, flag).get(TRUTH_KEY)
-    if not isinstance(pairs, list):
-        raise UserInputError(flag, f"'{path}' has no '{TRUTH_KEY}' list")
-    truth = set()
-    for number, pair in enumerate(pairs):
-        ids = [pair.get(key) if isinstance(pair, dict) else None for key in TRUTH_IDS]
-        valid = [i for i in ids if isinstance(i, int) and not isinstance(i, bool) and i >= 0]
-        if len(valid) != len(TRUTH_IDS):
-            raise UserInputError(
-                flag,
-                f"'{path}': entry {number} of '{TRUTH_KEY}' needs non-negative integer "
-                "'letter_latent' and 'word_latent'",
-            )
-        low, high = sorted(valid)
-        truth.add((low, high))
-    return frozenset(truth)
-
-
-def score_against(
-    found: list[tuple[int, int]], truth: frozenset[tuple[int, int]]
-) -> dict[str, Any]:
-    """Precision of the reported pairs and recall of the true ones (pairs in either order)."""
-    reported = {tuple(sorted(p)) for p in found}
-    hits = len(reported & truth)
-    return {
-        "true_pairs": len(truth),
-        "reported": len(reported),
-        "true_reported": hits,
-        "precision": hits / len(reported) if reported else None,
-        "recall": hits / len(truth) if truth else None,
-    }
 
 
 def decoder_rows(ablator: dict[str, Any], model: str, latents: list[int]) -> Float[Tensor, "D M"]:

@@ -11,6 +11,7 @@ from sae_hacking.core.pair_scores import expected_cooccurrence
 from sae_hacking.core.pairs import find_pairs
 from sae_hacking.devices import command_line, resolve_device
 from sae_hacking.errors import UserInputError
+from sae_hacking.hunt_score.run import AtN, ordered, score_at, truth_pairs
 from sae_hacking.io.ablation_sources import firing_of, open_cooccurrence, pair_lookup
 from sae_hacking.io.cooccurrence_results import CooccurrenceResults
 from sae_hacking.io.effects import EffectStore, check_same_sources, compact, read_manifest
@@ -26,8 +27,6 @@ from sae_hacking.pair_search.evidence import (
     decoder_cosines,
     decoder_rows,
     most_moved,
-    read_truth,
-    score_against,
 )
 from sae_hacking.pair_search.ranking import rank_pairs
 from sae_hacking.pair_search.report import (
@@ -57,8 +56,7 @@ def _no_cooccurrence(first_P: torch.Tensor, second_P: torch.Tensor) -> torch.Ten
 def _open_inputs(
     config: PairSearchConfig,
 ) -> tuple[list[Path], list[dict[str, Any]], CooccurrenceResults | None]:
-    """Read and cross-check every input before a run directory is made (--truth is read by
-    ``run`` first)."""
+    """Read and cross-check every input before a run directory is made (--truth next, in ``run``)."""
     sources = [_effects_dir(d) for d in config.ablation_dir]
     manifests = [read_manifest(s, "--ablation-dir") for s in sources]
     check_same_sources(manifests, "--ablation-dir")
@@ -85,8 +83,13 @@ def _open_inputs(
 def run(config: PairSearchConfig) -> Path:
     """Search pairs and write pairs.json, pairs.csv, cosines.png and pairs.html to a new run directory."""
     device = resolve_device(config.device)
-    truth = None if config.truth is None else read_truth(config.truth)
     sources, manifests, cooccurrence = _open_inputs(config)
+    truth = None
+    if config.truth is not None:
+        # A first-letter run of several SAEs is read for this hunt's ablator.
+        truth = truth_pairs(config.truth, None, manifests[0]["ablator"].get("id"))
+        if not truth:
+            raise UserInputError("--truth", f"'{config.truth}' holds no absorbing pair")
     # Every shard is checked before the run directory is made (or, for runs summed into it,
     # before anything beside its config is written), so a damaged store leaves no run behind.
     single = len(sources) == 1 and manifests[0].get("compacted")
@@ -182,7 +185,7 @@ def run(config: PairSearchConfig) -> Path:
             score,
             expected_cooccurrence=e,
             decoder_cosine=d,
-            true_pair=None if truth is None else tuple(sorted((i, j))) in truth,
+            true_pair=None if truth is None else ordered(i, j) in truth,
         )
         for i, j, c, n, score, e, d in zip(
             first,
@@ -218,11 +221,14 @@ def run(config: PairSearchConfig) -> Path:
             else f"; all {len(rows)} shown."
         )
     )
-    scored = None if truth is None else score_against(list(zip(first, second, strict=True)), truth)
+    scored = None
+    if truth is not None:
+        reported = [ordered(i, j) for i, j in zip(first, second, strict=True)]
+        scored = score_at(reported, truth, len(reported))
     truth_line = None if scored is None else _truth_line(scored, config.truth)
     meta = {
         "summary": summary,
-        "truth": None if scored is None else {"file": str(config.truth), **scored},
+        "truth": None if scored is None else {"file": str(config.truth), **scored.record()},
         "ablator": ablator,
         "reader": store.manifest["reader"],
         "similarity": kind,
@@ -250,14 +256,11 @@ def run(config: PairSearchConfig) -> Path:
     return run_dir
 
 
-def _truth_line(scored: dict[str, Any], path: Path | None) -> str:
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{value:.2f}"
-
+def _truth_line(scored: AtN, path: Path | None) -> str:
     return (
-        f"against {path}: {scored['true_reported']} of the {scored['reported']} reported pairs "
-        f"are true (precision {share(scored['precision'])}), {scored['true_reported']} of the "
-        f"{scored['true_pairs']} true pairs reported (recall {share(scored['recall'])})"
+        f"against {path}: {scored.hits} of the {scored.shown} reported pairs are true (precision "
+        f"{scored.precision:.2f}), {scored.hits} of the {scored.truth} true pairs reported "
+        f"(recall {scored.recall:.2f})"
     )
 
 

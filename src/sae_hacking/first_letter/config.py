@@ -18,8 +18,8 @@ from sae_hacking.config import (
     positive,
     threads_option,
 )
+from sae_hacking.llm.options import model_option
 
-DEFAULT_MODEL = "google/gemma-2-2b"
 DEFAULT_RELEASE = "gemma-scope-2b-pt-res-canonical"
 DEFAULT_SAE_IDS = ("layer_12/width_16k/canonical",)
 TINY_MODEL = "tiny"
@@ -45,10 +45,7 @@ class FirstLetterConfig:
     Several SAEs on the same hook share the model's forward passes, the activations and the probe.
     """
 
-    model: str = option(
-        DEFAULT_MODEL,
-        "transformer-lens model name, tiny (offline stand-in) or a planted model's directory",
-    )
+    model: str = model_option()
     sae_release: str | None = option(
         None,
         "sae-lens release, a local sae-lens directory, tiny, or planted",

@@ -19,6 +19,7 @@ from sae_hacking.llm.planted_hunt import (
     measured_absorption,
     planted_corpus,
     write_planted_hunt,
+    write_trained_planted_hunt,
 )
 from sae_hacking.look_for_pairs import app as pairs_app
 from sae_hacking.score_hunt import app as score_app
@@ -197,3 +198,29 @@ def test_absorption_measured_from_activations_recovers_the_hand_built_pairs() ->
     found = {(p["letter_latent"], p["word_latent"]) for p in measured}
     assert found == {(letter, word) for letter, word, _ in ablator.absorbed_pairs}
     assert all(p["strength"] == 1.0 for p in measured)
+
+
+@pytest.mark.slow
+def test_a_trained_ablator_absorbs_the_frequent_words_it_is_scored_against(
+    tmp_path: Path,
+) -> None:
+    # The trained case's truth (benchmarks/hunt_planted.py --trained): measured, 55 distinct
+    # (letter latent, word latent) pairs over 67 words, the most frequent words among them.
+    case = write_trained_planted_hunt(tmp_path)
+    absorbed = json.loads((tmp_path / "truth.json").read_text(encoding="utf-8"))["absorbed_pairs"]
+    assert len(case.truth) >= 30
+    assert all(p["strength"] >= 0.5 and p["letter_latent"] != p["word_latent"] for p in absorbed)
+    words = planted_corpus_counts(case.corpus)
+    absorbed_words = {p["word"] for p in absorbed}
+    frequent = sorted(words, key=words.__getitem__, reverse=True)[:10]
+    assert sum(w in absorbed_words for w in frequent) >= 7  # frequent words absorb their letter
+    for directory in (case.ablator_dir, case.reader_dir):
+        assert (directory / "cfg.json").is_file()
+
+
+def planted_corpus_counts(corpus: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in corpus.read_text(encoding="utf-8").splitlines():
+        for word in line.split()[:-4]:  # the template's four words end every line
+            counts[word] = counts.get(word, 0) + 1
+    return counts

@@ -298,7 +298,8 @@ def test_resume_refuses_contradicting_flags_other_tools_runs_and_finished_runs(
             "--sae-hidden-dim",
             "a run of these sizes needs about",
         ),
-        (["--batch-size", "100000000000000"], "--batch-size", "a run of these sizes needs about"),
+        (["--batch-size", "100000000000"], "--batch-size", "a run of these sizes needs about"),
+        (["--batch-size", "100000000000000"], "--batch-size", "limit of 1e+12"),
         (
             ["--eval-batch-size", "100000000000000"],
             "--eval-batch-size",

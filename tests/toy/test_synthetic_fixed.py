@@ -64,9 +64,9 @@ def test_a_batch_has_fixed_shapes_and_no_data_dependent_op(source: FixedShapeSou
     assert any("embedding_bag" in op for op in recorder.ops)  # the ops were seen
     for a, b in zip(dataclasses.astuple(first), dataclasses.astuple(second), strict=True):
         assert a.shape == b.shape
-    assert not torch.equal(first.values_BZ, second.values_BZ)
+    assert not torch.equal(first.values_BO, second.values_BO)
     # Two tree levels below the root: loose slots, 2 root slots, 2 per level (exclusive).
-    assert first.features_BZ.shape == (256, source.free_cap + 2 + 2 * 3)
+    assert first.features_BO.shape == (256, source.free_cap + 2 + 2 * 3)
 
 
 def test_loose_features_beyond_the_cap_are_dropped_and_counted() -> None:
@@ -74,7 +74,7 @@ def test_loose_features_beyond_the_cap_are_dropped_and_counted() -> None:
     source = FixedShapeSource(tiny_model(), torch.device("cpu"), free_cap=2)
     batch = source.sample_slots(512, torch.Generator().manual_seed(3))
     counts = source.overflow()
-    kept = int((batch.values_BZ[:, :2] > 0).sum())
+    kept = int((batch.values_BO[:, :2] > 0).sum())
     assert counts["dropped"] > 0
     assert counts["dropped"] + kept == counts["fired"]
     # The slots still decode to the activations.
@@ -133,4 +133,4 @@ def test_sampling_compiles_as_one_graph(source: FixedShapeSource) -> None:
     torch.manual_seed(5)
     eager = source.sample_slots(128, None)
     torch.testing.assert_close(batch.x_BM, eager.x_BM, atol=1e-4, rtol=1e-4)
-    assert torch.equal(batch.features_BZ, eager.features_BZ)
+    assert torch.equal(batch.features_BO, eager.features_BO)

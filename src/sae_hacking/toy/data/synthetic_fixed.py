@@ -41,22 +41,22 @@ class SlotBatch:
     """A batch as fixed slots per sample: feature ids and values (0 where a slot is empty)."""
 
     x_BM: Float[Tensor, "B M"]
-    features_BZ: Int[Tensor, "B Z"]
-    values_BZ: Float[Tensor, "B Z"]
+    features_BO: Int[Tensor, "B O"]
+    values_BO: Float[Tensor, "B O"]
 
     def dense(self, num_features: int) -> Float[Tensor, "B N"]:
         """The true feature magnitudes as a dense matrix (empty slots add 0 to feature 0)."""
         dense_BN = self.x_BM.new_zeros(self.x_BM.shape[0], num_features)
-        return dense_BN.scatter_add_(1, self.features_BZ, self.values_BZ)
+        return dense_BN.scatter_add_(1, self.features_BO, self.values_BO)
 
     def sparse(self, num_features: int) -> Float[Tensor, "B N"]:
         """The true magnitudes as a sparse COO tensor of fixed size (empty slots are explicit 0s)."""
-        batch, slots = self.features_BZ.shape
-        rows_BZ = torch.arange(batch, device=self.x_BM.device)[:, None].expand(batch, slots)
-        indices_2J = torch.stack([rows_BZ.flatten(), self.features_BZ.flatten()])
+        batch, slots = self.features_BO.shape
+        rows_BO = torch.arange(batch, device=self.x_BM.device)[:, None].expand(batch, slots)
+        indices_2J = torch.stack([rows_BO.flatten(), self.features_BO.flatten()])
         shape = (batch, num_features)
         return torch.sparse_coo_tensor(
-            indices_2J, self.values_BZ.flatten(), shape, check_invariants=False
+            indices_2J, self.values_BO.flatten(), shape, check_invariants=False
         )
 
 
@@ -127,11 +127,11 @@ class FixedShapeSource(SyntheticSource):
         position_BL = fire_BL.cumsum(1) - 1
         target_BL = torch.where(fire_BL & (position_BL < cap), position_BL, cap)
         column_BL = torch.arange(loose, device=device).expand(batch_size, loose)
-        slot_BZ = torch.full((batch_size, cap + 1), loose, device=device, dtype=torch.long)
-        slot_BZ = slot_BZ.scatter_(1, target_BL, column_BL)[:, :cap]
-        loose_BZ4 = take(self.padded_loose_L4, slot_BZ)
-        normal_BZ = torch.randn(slot_BZ.shape, generator=generator, device=device)
-        loose_value_BZ = torch.relu(loose_BZ4[..., 0] + loose_BZ4[..., 1] * normal_BZ)
+        slot_BO = torch.full((batch_size, cap + 1), loose, device=device, dtype=torch.long)
+        slot_BO = slot_BO.scatter_(1, target_BL, column_BL)[:, :cap]
+        loose_BO4 = take(self.padded_loose_L4, slot_BO)
+        normal_BO = torch.randn(slot_BO.shape, generator=generator, device=device)
+        loose_value_BO = torch.relu(loose_BO4[..., 0] + loose_BO4[..., 1] * normal_BO)
         roots = len(self.roots_A)
         normal_BA = torch.randn(batch_size, roots, generator=generator, device=device)
         root_value_BA = torch.relu(self.root_A4[:, 0] + self.root_A4[:, 1] * normal_BA) * fire_BA
@@ -143,17 +143,17 @@ class FixedShapeSource(SyntheticSource):
             self.tables.group_of_N[self.roots_A].expand(batch_size, roots),
             self.root_A4[:, 0].expand(batch_size, roots),
         )
-        features = [take(self.padded_loose_L, slot_BZ), level.features_J]
-        values = [loose_value_BZ, root_value_BA]
+        features = [take(self.padded_loose_L, slot_BO), level.features_J]
+        values = [loose_value_BO, root_value_BA]
         gauss_BC = self.children_draw(eps_BU)
         for exclusive in self.exclusive_levels:
             level = self.next_level(level, gauss_BC, exclusive, generator)
             features.append(level.features_J)
             values.append(level.values_J)
-        features_BZ = torch.cat(features, dim=1)
-        values_BZ = torch.cat(values, dim=1)
-        x_BM = F.embedding_bag(features_BZ, self.W_NM, mode="sum", per_sample_weights=values_BZ)
-        return SlotBatch(x_BM + self.bias_M, features_BZ, values_BZ)
+        features_BO = torch.cat(features, dim=1)
+        values_BO = torch.cat(values, dim=1)
+        x_BM = F.embedding_bag(features_BO, self.W_NM, mode="sum", per_sample_weights=values_BO)
+        return SlotBatch(x_BM + self.bias_M, features_BO, values_BO)
 
     def next_level(
         self,
@@ -166,10 +166,10 @@ class FixedShapeSource(SyntheticSource):
         level has exclusive children (its winner, or empty), else one per child."""
         kids = self.draw_children(parents.rows_J, parents, gauss_BC, generator)
         if exclusive:
-            winner_BZ1 = kids.winner_D1
+            winner_BO1 = kids.winner_D1
 
             def pick(t: Tensor) -> Tensor:
-                return t.gather(2, winner_BZ1).squeeze(2)
+                return t.gather(2, winner_BO1).squeeze(2)
 
             return Entries(
                 parents.rows_J,
@@ -179,17 +179,17 @@ class FixedShapeSource(SyntheticSource):
                 pick(kids.means_DK),
             )
         batch, slots, width = kids.kids_DK.shape
-        rows_BZD = parents.rows_J[:, :, None].expand(batch, slots, width)
-        parts = (rows_BZD, kids.kids_DK, kids.values_DK, kids.groups_DK, kids.means_DK)
+        rows_BOD = parents.rows_J[:, :, None].expand(batch, slots, width)
+        parts = (rows_BOD, kids.kids_DK, kids.values_DK, kids.groups_DK, kids.means_DK)
         return Entries(*(t.reshape(batch, -1) for t in parts))
 
     def sample_sparse(self, batch_size: int, generator: torch.Generator | None) -> SparseBatch:
         """The active entries alone (variable size: for scoring, not the training loop)."""
         batch = self.sample_slots(batch_size, generator)
-        rows_BZ = torch.arange(batch_size, device=self.device)[:, None].expand_as(batch.features_BZ)
-        active_BZ = batch.values_BZ > 0
+        rows_BO = torch.arange(batch_size, device=self.device)[:, None].expand_as(batch.features_BO)
+        active_BO = batch.values_BO > 0
         return SparseBatch(
-            batch.x_BM, rows_BZ[active_BZ], batch.features_BZ[active_BZ], batch.values_BZ[active_BZ]
+            batch.x_BM, rows_BO[active_BO], batch.features_BO[active_BO], batch.values_BO[active_BO]
         )
 
     def sample(

@@ -86,6 +86,38 @@ def test_script_writes_table_figure_and_sae_bundles(tmp_path: Path) -> None:
     assert "absorption" in result.output
 
 
+def test_a_sae_lens_synthetic_model_is_a_data_source(tmp_path: Path) -> None:
+    from sae_lens.synthetic import SyntheticModel
+
+    from tests.toy.synthetic_fixtures import small_config
+
+    model_dir = tmp_path / "model"
+    SyntheticModel(small_config()).save(model_dir)
+    flags = ["--inner-multipliers", "0.5", "--steps", "20", "--batch-size", "256"]
+    result = CliRunner().invoke(
+        app,
+        [
+            f"--synthetic-model={model_dir}",
+            *flags,
+            "--eval-samples=2000",
+            "--device=cpu",
+            f"--output-dir={tmp_path / 'out'}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (run_dir,) = (tmp_path / "out").iterdir()
+    rows = json.loads((run_dir / "metrics.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["standard", "detached", "balanced 0.5"]
+    assert {r["hierarchy"] for r in rows} == {str(model_dir)}
+    # Each SAE is as wide as the model has features; the tree's 3 parents are scored.
+    assert all(len(r["best_match_latent"]) == 24 for r in rows)
+    assert all(len(r["edges"]) == 6 and 0 <= r["fvu"] < 1 for r in rows)
+    assert (run_dir / "heatmaps.png").read_bytes()[:4] == b"\x89PNG"
+    refused = CliRunner().invoke(app, ["--synthetic-model=./no/such", f"--output-dir={tmp_path}"])
+    assert refused.exit_code == 2
+    assert "--synthetic-model: './no/such' does not exist" in refused.output
+
+
 def test_bad_flags_are_one_line_errors_naming_the_flag(tmp_path: Path) -> None:
     runner = CliRunner()
     huge = tmp_path / "huge.json"

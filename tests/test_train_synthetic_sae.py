@@ -19,7 +19,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("architecture", ["matryoshka-batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["matryoshka-batchtopk", "jumprelu", "l1"])
 def test_a_run_writes_synth_bench_metrics_absorption_and_a_sae_lens_sae(
     model_dir: Path, tmp_path: Path, architecture: str
 ) -> None:
@@ -65,6 +65,8 @@ def test_a_run_writes_synth_bench_metrics_absorption_and_a_sae_lens_sae(
         (["--model=not a hub id"], "--model: 'not a hub id' is not a preset"),
         (["--matryoshka-widths=4,8"], "--matryoshka-widths: only for --architecture"),
         (["--samples=10"], "--samples: 10 is fewer than one batch"),
+        (["--l1-coefficient=2"], "--l1-coefficient: only for --architecture l1"),
+        (["--sampler=exact", "--cuda-graphs"], "--cuda-graphs: needs --sampler fixed-shape"),
     ],
 )
 def test_bad_flags_are_one_line_errors(flags: list[str], message: str, tmp_path: Path) -> None:

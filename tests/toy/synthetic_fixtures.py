@@ -41,3 +41,18 @@ def tiny_model() -> "SyntheticModel":
     from sae_lens.synthetic import SyntheticModel
 
     return SyntheticModel(tiny_config())
+
+
+def small_config() -> "SyntheticModelConfig":
+    """24 features in 16 dimensions, one tree of 7 (branching 2, depth 2): for end-to-end runs
+    of the toy labs, whose SAEs are as wide as the model has features."""
+    config = tiny_config()
+    assert config.hierarchy is not None
+    return dataclasses.replace(
+        config,
+        num_features=24,
+        hidden_dim=16,
+        hierarchy=dataclasses.replace(
+            config.hierarchy, total_root_nodes=1, branching_factor=2, max_depth=2
+        ),
+    )

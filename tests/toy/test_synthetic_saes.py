@@ -1,5 +1,6 @@
-"""BatchTopK, top-k, Matryoshka BatchTopK and JumpReLU: codes and losses against slow references,
-and the export to sae-lens's format read back by ``SAE.load_from_disk``."""
+"""BatchTopK, top-k, Matryoshka BatchTopK and JumpReLU: codes and losses against slow references;
+the export of these and of the L1 and Matryoshka SAEs to sae-lens's format, read back by
+``SAE.load_from_disk``."""
 
 from pathlib import Path
 from typing import TypeVar
@@ -7,14 +8,20 @@ from typing import TypeVar
 import pytest
 import torch
 
-from sae_hacking.toy.saes.batchtopk import BatchTopKSAE, BatchTopKShape
+from sae_hacking.toy.saes.batchtopk import (
+    CANDIDATE_FLOOR,
+    BatchTopKSAE,
+    BatchTopKShape,
+    batch_top_k,
+)
 from sae_hacking.toy.saes.export import export_sae
 from sae_hacking.toy.saes.jumprelu import JumpReLUSAE, JumpReLUShape
+from sae_hacking.toy.saes.matryoshka import MatryoshkaSAE, MatryoshkaShape
 
 M, E, B = 12, 40, 16
 
 
-AnySAE = TypeVar("AnySAE", bound=BatchTopKSAE | JumpReLUSAE)
+AnySAE = TypeVar("AnySAE", bound=BatchTopKSAE | JumpReLUSAE | MatryoshkaSAE)
 
 
 def trained(sae: AnySAE, x_BM: torch.Tensor, steps: int = 40) -> AnySAE:
@@ -50,6 +57,18 @@ def test_batch_top_k_keeps_the_k_times_batch_largest_values_over_the_batch() -> 
     for value, b, e in entries[: int(3.5 * B)]:
         expected_BE[b, e] = max(value, 0.0)
     torch.testing.assert_close(sae.encode_dense(x_BM), expected_BE, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("floor", [0.0, 0.5, 3.0, 100.0])
+def test_batch_top_k_from_candidates_above_a_floor_equals_a_full_top_k(floor: float) -> None:
+    """Floors keeping many, barely enough and too few candidates (then the full scan runs)."""
+    flat_D = torch.randn(64 * 40)
+    k = 3 * 64
+    vals_K, idx_K = batch_top_k(flat_D, k, torch.tensor(floor / CANDIDATE_FLOOR))
+    expected_K, _ = flat_D.relu().topk(k)
+    torch.testing.assert_close(vals_K.sort(descending=True).values, expected_K)
+    torch.testing.assert_close(flat_D[idx_K].relu(), vals_K)
+    assert len(set(idx_K.tolist())) == k
 
 
 @torch.no_grad()
@@ -116,19 +135,22 @@ def test_jump_relu_passes_values_above_each_threshold_and_reaches_its_target_l0(
         BatchTopKShape(M, E, 3, selection="sample"),
         BatchTopKShape(M, E, 3.0, matryoshka_widths=(8, E)),
         JumpReLUShape(M, E, target_l0=3.0),
+        MatryoshkaShape(M, E, (E,), (1.0,), sparsity="l1", l1_coefficient=0.1),
+        MatryoshkaShape(M, E, (8, E), (1.0, 1.0), k=3),
     ],
-    ids=["batchtopk", "topk", "matryoshka", "jumprelu"],
+    ids=["batchtopk", "topk", "matryoshka", "jumprelu", "l1", "matryoshka-topk"],
 )
 def test_export_round_trips_through_sae_lens_load_from_disk(shape, tmp_path: Path) -> None:
     from sae_lens import SAE
 
     x_BM = torch.randn(128, M)
     generator = torch.Generator().manual_seed(4)
-    built = (
-        BatchTopKSAE(shape, generator)
-        if isinstance(shape, BatchTopKShape)
-        else JumpReLUSAE(shape, generator)
-    )
+    if isinstance(shape, BatchTopKShape):
+        built = BatchTopKSAE(shape, generator)
+    elif isinstance(shape, JumpReLUShape):
+        built = JumpReLUSAE(shape, generator)
+    else:
+        built = MatryoshkaSAE(shape, generator)
     sae = trained(built, x_BM)
     sae.eval()
     export_sae(sae, tmp_path / "sae")

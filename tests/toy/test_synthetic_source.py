@@ -1,6 +1,7 @@
-"""The fast sampler draws from the distribution of sae-lens's own ``SyntheticModel.sample``.
+"""The fast samplers draw from the distribution of sae-lens's own ``SyntheticModel.sample``.
 
-Both samplers draw the same number of samples from one sae-lens model (hierarchy with mutual
+``SyntheticSource`` (children only under fired parents) and ``FixedShapeSource`` (fixed slots per
+sample) each draw the same number of samples from one sae-lens model (hierarchy with mutual
 exclusion and child scaling, low-rank correlation, folded-normal magnitude spread). Each statistic
 is compared within a stated number of standard errors of the difference of two independent
 estimates, so a test fails by chance with probability far below 1e-6 per statistic.
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from sae_hacking.toy.data.synthetic import SyntheticSource
+from sae_hacking.toy.data.synthetic_fixed import FixedShapeSource
 from tests.toy.synthetic_fixtures import tiny_model
 
 SAMPLES = 40_000
@@ -17,14 +19,24 @@ SIGMAS = 6.0
 
 
 @pytest.fixture(scope="module")
-def draws() -> tuple[SyntheticSource, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def lens_draws() -> tuple[object, torch.Tensor]:
     torch.manual_seed(0)
     model = tiny_model()
-    source = SyntheticSource(model, torch.device("cpu"))
+    _, lens_BN = model.sample_with_features(SAMPLES)
+    return model, lens_BN
+
+
+@pytest.fixture(scope="module", params=[SyntheticSource, FixedShapeSource])
+def draws(
+    request: pytest.FixtureRequest, lens_draws
+) -> tuple[SyntheticSource, torch.Tensor, torch.Tensor, None, torch.Tensor]:
+    model, lens_BN = lens_draws
+    source = request.param(model, torch.device("cpu"))
     batch = source.sample_sparse(SAMPLES, torch.Generator().manual_seed(1))
     fast_BN = batch.dense(source.num_features)
-    lens_x_BM, lens_BN = model.sample_with_features(SAMPLES)
-    return source, batch.x_BM, fast_BN, lens_x_BM, lens_BN
+    if isinstance(source, FixedShapeSource):
+        assert source.overflow()["dropped"] == 0
+    return source, batch.x_BM, fast_BN, None, lens_BN
 
 
 def difference_error(p1: torch.Tensor, p2: torch.Tensor, n: int) -> torch.Tensor:

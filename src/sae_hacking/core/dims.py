@@ -18,6 +18,7 @@ K  k in top-k, or latents ablated per prompt
 L  classes (labels) of a classification task
 M  model dimension (the activation space an SAE reads)
 N  true features of a synthetic dataset
+O  slots of a fixed-shape sparse batch (a set number of entries per sample, some empty)
 P  packed latent pairs (an upper triangle, flattened)
 Q  co-active latent pairs found in one batch of tokens
 R  selected rows (a subset of latents)
@@ -47,6 +48,7 @@ LETTERS: dict[str, str] = {
     "L": "classes",
     "M": "model dimension",
     "N": "true features",
+    "O": "fixed-shape slots",
     "P": "packed pairs",
     "Q": "co-active pairs in a batch",
     "R": "selected rows",

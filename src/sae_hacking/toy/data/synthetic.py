@@ -16,11 +16,11 @@ parent is multiplied by ``parent value / parent mean`` where the parent scales i
 the active children of a mutually exclusive parent one, chosen uniformly, survives.
 """
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
@@ -130,6 +130,89 @@ class SparseBatch:
         return dense_BN
 
 
+@dataclass(frozen=True)
+class Entries:
+    """Active (sample, feature) entries, with each feature's group as a parent and mean magnitude.
+
+    The fixed-shape sampler uses the same record with 2-d tensors (one row per sample) where an
+    entry of value 0 is an empty slot.
+    """
+
+    rows_J: Int[Tensor, "..."]
+    features_J: Int[Tensor, "..."]
+    values_J: Float[Tensor, "..."]
+    groups_J: Int[Tensor, "..."]
+    means_J: Float[Tensor, "..."]
+
+    def select(self, index_P: Int[Tensor, " P"]) -> "Entries":
+        return Entries(
+            self.rows_J.index_select(0, index_P),
+            self.features_J.index_select(0, index_P),
+            self.values_J.index_select(0, index_P),
+            self.groups_J.index_select(0, index_P),
+            self.means_J.index_select(0, index_P),
+        )
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Every child of some parent entries (shape: the parents' x D): ids, groups, mean magnitudes,
+    values (0 unless kept), which are kept, and the uniformly chosen winner among active siblings."""
+
+    kids_DK: Int[Tensor, "..."]
+    groups_DK: Int[Tensor, "..."]
+    means_DK: Float[Tensor, "..."]
+    values_DK: Float[Tensor, "..."]
+    keep_DK: Bool[Tensor, "..."]
+    winner_D1: Int[Tensor, "..."]
+
+
+@dataclass(frozen=True)
+class ChildTables:
+    """Per group of children, everything drawing them reads, in one table per dtype.
+
+    ``params_GDP[g, d]`` holds child d's mean magnitude, std, threshold (or firing probability),
+    copula noise scale, and 1 if the child exists; ``ids_GD3[g, d]`` its feature id, its own group
+    and its column among the children (where its copula draw is). The last group, ``empty_group``,
+    has no children: it stands for leaves and empty slots.
+    """
+
+    params_GDP: Float[Tensor, "G D P"]
+    ids_GD3: Int[Tensor, "G D 3"]
+    group_of_N: Int[Tensor, " N"]
+    rescale_G: Bool[Tensor, " G"]
+    exclusive_G: Bool[Tensor, " G"]
+    empty_group: int
+
+    @staticmethod
+    def build(source: "SyntheticSource") -> "ChildTables":
+        hierarchy = source.hierarchy
+        groups, width = hierarchy.children_GD.shape
+        children_GD = hierarchy.children_GD
+        no_kids_1D = children_GD.new_full((1, width), -1)
+        kids_GD = torch.cat([children_GD, no_kids_1D]).clamp_min(0)
+        real_GD = torch.cat([children_GD, no_kids_1D]) >= 0
+        group_of_N = torch.where(hierarchy.group_of_N >= 0, hierarchy.group_of_N, groups)
+        params_GD4 = source.free_params(kids_GD.flatten()).view(groups + 1, width, 4)
+        column_GD = source.column_of_N[kids_GD].clamp_min(0)
+        no = torch.zeros(1, dtype=torch.bool, device=children_GD.device)
+        return ChildTables(
+            params_GDP=torch.cat([params_GD4, real_GD[..., None].float()], dim=-1),
+            ids_GD3=torch.stack([kids_GD, group_of_N[kids_GD], column_GD], dim=-1),
+            group_of_N=group_of_N,
+            rescale_G=torch.cat([hierarchy.rescale_G, no]),
+            exclusive_G=torch.cat([hierarchy.exclusive_G, no]),
+            empty_group=groups,
+        )
+
+
+def take(table_GD: Tensor, index_BO: Tensor) -> Tensor:
+    """``table[index]`` for an index of any shape, through ``index_select`` (on the CPU several
+    times faster than advanced indexing)."""
+    rows = table_GD.index_select(0, index_BO.flatten())
+    return rows.view(*index_BO.shape, *table_GD.shape[1:])
+
+
 class SyntheticSource:
     """A ``FeatureSource`` (and ``HasSiblings``) drawing a sae-lens ``SyntheticModel``'s data."""
 
@@ -158,14 +241,31 @@ class SyntheticSource:
         self.hierarchy = Hierarchy.from_roots(roots, self.num_features).to(device)
         has_parent_N = self.hierarchy.parent_of_N >= 0
         self.free_F = (~has_parent_N).nonzero().squeeze(1)
+        self.free_F4 = self.free_params(self.free_F)
         # Children's copula draws come from one matmul per batch, read back by column.
         self.children_C = has_parent_N.nonzero().squeeze(1)
         self.column_of_N = torch.full_like(self.hierarchy.parent_of_N, -1)
         self.column_of_N[self.children_C] = torch.arange(len(self.children_C), device=device)
+        self.factor_free_UF: Tensor | None = None
+        self.factor_children_UC: Tensor | None = None
+        if self.factor_NU is not None:
+            self.factor_free_UF = self.factor_NU[self.free_F].T.contiguous()
+            if len(self.children_C):
+                self.factor_children_UC = self.factor_NU[self.children_C].T.contiguous()
+        self.tables = ChildTables.build(self)
 
     @property
     def features_NM(self) -> Float[Tensor, "N M"]:
         return self.W_NM
+
+    @property
+    def parent_N(self) -> Int[Tensor, " N"]:
+        """Each feature's parent feature, -1 for none (as ``TreeSource.parent_N``)."""
+        return self.hierarchy.parent_of_N
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"f{n}" for n in range(self.num_features))
 
     @property
     def siblings(self) -> SiblingStructure:
@@ -177,103 +277,157 @@ class SyntheticSource:
         rows_N = torch.where(parent_of_N >= 0, row_of_parent[parent_of_N.clamp_min(0)], -1)
         return SiblingStructure(self.W_NM[parents_A], rows_N)
 
-    def sample_sparse(self, batch_size: int, generator: torch.Generator) -> SparseBatch:
+    def sample_sparse(self, batch_size: int, generator: torch.Generator | None) -> SparseBatch:
         """A batch as its active entries and the activations they make."""
-        device = self.device
-        hierarchy = self.hierarchy
-        eps_BU = None
-        if self.factor_NU is not None:
-            eps_BU = torch.randn(
-                batch_size, self.factor_NU.shape[1], generator=generator, device=device
-            )
-        free_F = self.free_F
-        if eps_BU is not None:
-            gauss_BF = eps_BU @ self.factor_NU[free_F].T  # pyright: ignore[reportOptionalSubscript]
-            noise_BF = torch.randn(gauss_BF.shape, generator=generator, device=device)
-            fire_BF = (
-                gauss_BF.addcmul_(noise_BF, self.diag_sqrt_N[free_F]) > self.thresholds_N[free_F]
-            )
-        else:
-            uniform_BF = torch.rand(batch_size, len(free_F), generator=generator, device=device)
-            fire_BF = uniform_BF < self.probs_N[free_F]
-        rows_J, cols_J = fire_BF.nonzero(as_tuple=True)
-        features_J = free_F[cols_J]
-        values_J = self.magnitudes(features_J, generator)
-        alive_J = values_J > 0
-        rows_J, features_J, values_J = rows_J[alive_J], features_J[alive_J], values_J[alive_J]
-        parts = [(rows_J, features_J, values_J)]
-        gauss_BC = None
-        if eps_BU is not None and len(self.children_C):
-            gauss_BC = eps_BU @ self.factor_NU[self.children_C].T  # pyright: ignore[reportOptionalSubscript]
-        for _ in range(hierarchy.depth):
-            rows_J, features_J, values_J = self.children_of(
-                rows_J, features_J, values_J, gauss_BC, generator
-            )
-            parts.append((rows_J, features_J, values_J))
-        rows_J = torch.cat([p[0] for p in parts])
-        features_J = torch.cat([p[1] for p in parts])
-        values_J = torch.cat([p[2] for p in parts])
-        order_J = torch.argsort(rows_J, stable=True)
-        rows_J, features_J, values_J = rows_J[order_J], features_J[order_J], values_J[order_J]
-        counts_B = torch.bincount(rows_J, minlength=batch_size)
-        offsets_B = torch.cumsum(counts_B, 0) - counts_B
-        x_BM = F.embedding_bag(
-            features_J, self.W_NM, offsets_B, mode="sum", per_sample_weights=values_J
+        batch = self.draw(batch_size, generator)
+        alive_J = (batch.values_J > 0).nonzero().squeeze(1)
+        return SparseBatch(
+            batch.x_BM,
+            batch.rows_J.index_select(0, alive_J),
+            batch.features_J.index_select(0, alive_J),
+            batch.values_J.index_select(0, alive_J),
         )
-        return SparseBatch(x_BM + self.bias_M, rows_J, features_J, values_J)
 
-    def magnitudes(self, features_J: Int[Tensor, " J"], generator: torch.Generator) -> Tensor:
-        normal_J = torch.randn(features_J.shape, generator=generator, device=self.device)
-        return torch.relu(self.mean_N[features_J] + self.std_N[features_J] * normal_J)
+    def draw(self, batch_size: int, generator: torch.Generator | None) -> SparseBatch:
+        """A batch whose entries may include some of value 0 (a magnitude ReLU'd to 0).
+
+        Entries of value 0 decode to nothing and have no children: filtering them once, for
+        ``sample_sparse``, rather than at every level, saves the sampler a fifth of its ops.
+        """
+        device = self.device
+        eps_BU = self.factor_draw(batch_size, generator)
+        fire_BF = self.fire(eps_BU, self.free_F4, self.factor_free_UF, batch_size, generator)
+        rows_J, cols_J = fire_BF.nonzero(as_tuple=True)
+        features_J = self.free_F.index_select(0, cols_J)
+        params_J4 = self.free_F4.index_select(0, cols_J)
+        normal_J = torch.randn(cols_J.shape, generator=generator, device=device)
+        values_J = torch.relu(params_J4[:, 0] + params_J4[:, 1] * normal_J)
+        free = Entries(
+            rows_J,
+            features_J,
+            values_J,
+            self.tables.group_of_N.index_select(0, features_J),
+            params_J4[:, 0],
+        )
+        parts = [free]
+        # Only roots among the free features have children; below them every entry may.
+        entries = free.select((free.groups_J != self.tables.empty_group).nonzero().squeeze(1))
+        gauss_BC = self.children_draw(eps_BU)
+        for _ in range(self.hierarchy.depth):
+            entries = self.children_of(entries, gauss_BC, generator)
+            parts.append(entries)
+        rows_J = torch.cat([p.rows_J for p in parts])
+        features_J = torch.cat([p.features_J for p in parts])
+        values_J = torch.cat([p.values_J for p in parts])
+        terms_JM = self.W_NM.index_select(0, features_J) * values_J[:, None]
+        x_BM = self.bias_M.expand(batch_size, -1).index_add(0, rows_J, terms_JM)
+        return SparseBatch(x_BM, rows_J, features_J, values_J)
+
+    def factor_draw(
+        self, batch_size: int, generator: torch.Generator | None
+    ) -> Float[Tensor, "B U"] | None:
+        """The copula's shared low-rank draw (None without correlation)."""
+        if self.factor_NU is None:
+            return None
+        rank = self.factor_NU.shape[1]
+        return torch.randn(batch_size, rank, generator=generator, device=self.device)
+
+    def fire(
+        self,
+        eps_BU: Float[Tensor, "B U"] | None,
+        params_D4: Float[Tensor, "D 4"],
+        factor_UD: Float[Tensor, "U D"] | None,
+        batch_size: int,
+        generator: torch.Generator | None,
+    ) -> Bool[Tensor, "B D"]:
+        """Which of some parentless features fire (their rows of ``free_params``)."""
+        shape = (batch_size, params_D4.shape[0])
+        if eps_BU is None or factor_UD is None:
+            return torch.rand(shape, generator=generator, device=self.device) < params_D4[:, 2]
+        gauss_BD = eps_BU @ factor_UD
+        noise_BD = torch.randn(shape, generator=generator, device=self.device)
+        return gauss_BD.addcmul_(noise_BD, params_D4[:, 3]) > params_D4[:, 2]
+
+    def children_draw(self, eps_BU: Float[Tensor, "B U"] | None) -> Float[Tensor, "B C"] | None:
+        """Every child's copula factor draw, from one matmul per batch (read back by column)."""
+        if eps_BU is None or self.factor_children_UC is None:
+            return None
+        return eps_BU @ self.factor_children_UC
+
+    def free_params(self, chosen_D: Int[Tensor, " D"]) -> Float[Tensor, "D 4"]:
+        """Per feature: magnitude mean and std, threshold (or firing probability), noise scale."""
+        if self.factor_NU is None:
+            firing = [self.probs_N[chosen_D], torch.zeros_like(self.probs_N[chosen_D])]
+        else:
+            firing = [self.thresholds_N[chosen_D], self.diag_sqrt_N[chosen_D]]
+        return torch.stack([self.mean_N[chosen_D], self.std_N[chosen_D], *firing], dim=1)
+
+    def draw_children(
+        self,
+        rows_D: Int[Tensor, "..."],
+        parents: "Entries",
+        gauss_BC: Float[Tensor, "B C"] | None,
+        generator: torch.Generator | None,
+    ) -> "Candidates":
+        """Every child of the given parent entries, each kept or not, in the parents' shape x D.
+
+        Parents whose value is 0 (empty) or that are leaves point at the empty group.
+        """
+        device = self.device
+        tables = self.tables
+        group_D = torch.where(parents.values_J > 0, parents.groups_J, tables.empty_group)
+        params_DKP = take(tables.params_GDP, group_D)
+        kids_DK, kid_group_DK, column_DK = take(tables.ids_GD3, group_D).unbind(-1)
+        shape = kids_DK.shape
+        mean_DK, std_DK, threshold_DK, noise_scale_DK, real_DK = params_DKP.unbind(-1)
+        # One draw for the copula noise, the magnitude and the sibling race (iid normals: the
+        # largest among the active siblings is a uniform choice).
+        noise_DK, normal_DK, keys_DK = torch.randn(
+            (3, *shape), generator=generator, device=device
+        ).unbind(0)
+        if gauss_BC is not None:
+            flat_DK = rows_D[..., None] * gauss_BC.shape[1] + column_DK
+            gauss_DK = take(gauss_BC.view(-1), flat_DK)
+            fire_DK = gauss_DK.addcmul_(noise_DK, noise_scale_DK) > threshold_DK
+        else:  # the threshold column holds the firing probability
+            fire_DK = torch.rand(shape, generator=generator, device=device) < threshold_DK
+        magnitude_DK = torch.relu(mean_DK + std_DK * normal_DK)
+        rescale_D = take(tables.rescale_G, group_D)
+        scale_D = torch.where(rescale_D, parents.values_J / parents.means_J, 1.0)
+        value_DK = magnitude_DK * scale_D[..., None]
+        active_DK = fire_DK & (real_DK > 0) & (value_DK > 0)
+        # Exclusive parents keep one active child, chosen uniformly: the largest of iid keys.
+        winner_D1 = keys_DK.masked_fill(~active_DK, -math.inf).argmax(dim=-1, keepdim=True)
+        is_winner_DK = torch.zeros_like(active_DK).scatter_(-1, winner_D1, True)
+        exclusive_D = take(tables.exclusive_G, group_D)
+        keep_DK = active_DK & (is_winner_DK | ~exclusive_D[..., None])
+        return Candidates(kids_DK, kid_group_DK, mean_DK, value_DK * keep_DK, keep_DK, winner_D1)
 
     def children_of(
         self,
-        rows_J: Int[Tensor, " J"],
-        features_J: Int[Tensor, " J"],
-        values_J: Float[Tensor, " J"],
+        parents: "Entries",
         gauss_BC: Float[Tensor, "B C"] | None,
-        generator: torch.Generator,
-    ) -> tuple[Int[Tensor, " Q"], Int[Tensor, " Q"], Float[Tensor, " Q"]]:
-        """The active children of the given active entries (one level down the trees)."""
-        hierarchy = self.hierarchy
-        group_J = hierarchy.group_of_N[features_J]
-        is_parent_J = group_J >= 0
-        rows_P, group_P = rows_J[is_parent_J], group_J[is_parent_J]
-        parent_value_P = values_J[is_parent_J]
-        kids_PD = hierarchy.children_GD[group_P]
-        real_PD = kids_PD >= 0
-        kids_PD = kids_PD.clamp_min(0)
-        if gauss_BC is not None:
-            gauss_PD = gauss_BC[rows_P[:, None], self.column_of_N[kids_PD]]
-            noise_PD = torch.randn(kids_PD.shape, generator=generator, device=self.device)
-            fire_PD = gauss_PD + noise_PD * self.diag_sqrt_N[kids_PD] > self.thresholds_N[kids_PD]
-        else:
-            uniform_PD = torch.rand(kids_PD.shape, generator=generator, device=self.device)
-            fire_PD = uniform_PD < self.probs_N[kids_PD]
-        normal_PD = torch.randn(kids_PD.shape, generator=generator, device=self.device)
-        magnitude_PD = torch.relu(self.mean_N[kids_PD] + self.std_N[kids_PD] * normal_PD)
-        parent_P = features_J[is_parent_J]
-        scale_P = torch.where(
-            hierarchy.rescale_G[group_P], parent_value_P / self.mean_N[parent_P], 1.0
+        generator: torch.Generator | None,
+    ) -> "Entries":
+        """The active children of the given entries (one level down the trees)."""
+        kids = self.draw_children(parents.rows_J, parents, gauss_BC, generator)
+        keep_Q = kids.keep_DK.flatten().nonzero().squeeze(1)
+        width = kids.kids_DK.shape[1]
+        return Entries(
+            parents.rows_J.index_select(0, keep_Q // width),
+            kids.kids_DK.flatten().index_select(0, keep_Q),
+            kids.values_DK.flatten().index_select(0, keep_Q),
+            kids.groups_DK.flatten().index_select(0, keep_Q),
+            kids.means_DK.flatten().index_select(0, keep_Q),
         )
-        value_PD = magnitude_PD * scale_P[:, None]
-        active_PD = fire_PD & real_PD & (value_PD > 0)
-        # Exclusive parents keep one active child, chosen uniformly: the largest of uniform keys.
-        keys_PD = torch.rand(kids_PD.shape, generator=generator, device=self.device)
-        winner_P = keys_PD.masked_fill(~active_PD, -1.0).argmax(dim=1)
-        is_winner_PD = torch.zeros_like(active_PD)
-        is_winner_PD[torch.arange(len(winner_P), device=self.device), winner_P] = True
-        keep_PD = active_PD & (is_winner_PD | ~hierarchy.exclusive_G[group_P][:, None])
-        p, d = keep_PD.nonzero(as_tuple=True)
-        return rows_P[p], kids_PD[p, d], value_PD[p, d]
 
     def sample(
-        self, batch_size: int, generator: torch.Generator
+        self, batch_size: int, generator: torch.Generator | None
     ) -> tuple[Float[Tensor, "B M"], Float[Tensor, "B N"]]:
         """Activations and true magnitudes, the magnitudes as a sparse COO tensor.
 
         Sparse because the trainer never reads them and filling a dense B x N matrix every step
         cost about a tenth of a CPU step at 1k features; ``.to_dense()`` where needed.
         """
-        batch = self.sample_sparse(batch_size, generator)
+        batch = self.draw(batch_size, generator)
         return batch.x_BM, batch.sparse(self.num_features)

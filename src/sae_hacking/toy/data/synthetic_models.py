@@ -111,6 +111,21 @@ def check_model_source(spec: str, flag: str) -> None:
         raise UserInputError(flag, f"'{spec}' is not {describe_sources()}")
 
 
+def feature_count(spec: str) -> int | None:
+    """The number of features a source names, read without building it (None for a hub id)."""
+    if spec in PRESETS:
+        return PRESETS[spec].num_features
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / "synthetic_model_config.json"
+    if not path.is_file():
+        return None
+    try:
+        return int(json.loads(path.read_text())["num_features"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def load_synthetic_model(spec: str, device: str, flag: str = "--model") -> "SyntheticModel":
     """Build or load the named model on ``device`` (presets and config files are built here)."""
     from sae_lens.synthetic import SyntheticModel, SyntheticModelConfig

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from sae_hacking.toy.protocol import LossParts
@@ -114,12 +114,21 @@ class BatchTopKSAE(nn.Module):
 
     def select(self, pre_BE: Float[Tensor, "B E"]) -> Float[Tensor, "B E"]:
         """The training-time code: ReLU'd top-k per sample or over the batch, dense."""
+        return self.select_and_kept(pre_BE)[0]
+
+    def select_and_kept(
+        self, pre_BE: Float[Tensor, "B E"]
+    ) -> tuple[Float[Tensor, "B E"], Int[Tensor, " K"], Float[Tensor, " K"]]:
+        """The training-time code, and the latent and value of each kept entry."""
         if self.shape.selection == "sample":
             vals_BK, idx_BK = pre_BE.topk(int(self.shape.k), dim=1, sorted=False)
-            return torch.zeros_like(pre_BE).scatter_(1, idx_BK, vals_BK.relu())
-        flat_D = pre_BE.relu().flatten()
-        vals_D, idx_D = flat_D.topk(int(self.shape.k * pre_BE.shape[0]), sorted=False)
-        return torch.zeros_like(flat_D).scatter_(0, idx_D, vals_D).view_as(pre_BE)
+            vals_BK = vals_BK.relu()
+            acts_BE = torch.zeros_like(pre_BE).scatter_(1, idx_BK, vals_BK)
+            return acts_BE, idx_BK.flatten(), vals_BK.flatten()
+        flat_D = pre_BE.flatten()
+        vals_K, idx_K = batch_top_k(flat_D, int(self.shape.k * pre_BE.shape[0]), self.threshold)
+        acts_BE = torch.zeros_like(flat_D).scatter_(0, idx_K, vals_K).view_as(pre_BE)
+        return acts_BE, idx_K % pre_BE.shape[1], vals_K
 
     def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
         """The code in training mode; in eval mode the exported one (JumpReLU for batch)."""
@@ -142,7 +151,7 @@ class BatchTopKSAE(nn.Module):
 
     def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
         pre_BE = self.preactivations(x_BM)
-        acts_BE = self.select(pre_BE)
+        acts_BE, latents_K, vals_K = self.select_and_kept(pre_BE)
         unit_EM = self.unit_decoder()
         recon_BM = torch.addmm(self.b_dec_M, acts_BE, unit_EM)
         mse = squared_error(recon_BM, x_BM)
@@ -157,7 +166,7 @@ class BatchTopKSAE(nn.Module):
             total = total + inner
             start = stop
         with torch.no_grad():
-            self.track(acts_BE)
+            self.track(latents_K, vals_K.detach())
         dead_E = self.steps_since_fired_E > self.shape.dead_after_steps
         # On the CPU a check costs nothing, so skip AuxK while no latent is dead (as sae-lens
         # does); on a GPU the check would stall the stream, so the term is always computed.
@@ -167,12 +176,14 @@ class BatchTopKSAE(nn.Module):
         parts["auxk"] = aux.detach()
         return LossParts(total + self.shape.aux_coefficient * aux, parts)
 
-    def track(self, acts_BE: Float[Tensor, "B E"]) -> None:
-        """Idle counters, and the batch selection's threshold (EMA of the smallest kept value)."""
-        fired_E = (acts_BE > 0).any(dim=0)
-        self.steps_since_fired_E.add_(1).masked_fill_(fired_E, 0)
+    def track(self, latents_K: Int[Tensor, " K"], acts_K: Float[Tensor, " K"]) -> None:
+        """Idle counters, and the batch selection's threshold (EMA of the smallest kept value),
+        from the kept entries (two passes over B x E fewer than from the dense code)."""
+        fired_E = torch.zeros(self.width, device=acts_K.device)
+        fired_E.scatter_reduce_(0, latents_K, (acts_K > 0).float(), "amax")
+        self.steps_since_fired_E.add_(1).masked_fill_(fired_E > 0, 0)
         if self.shape.selection == "batch":
-            smallest = acts_BE.masked_fill(acts_BE <= 0, math.inf).min().double()
+            smallest = smallest_positive(acts_K).double()
             lr = self.shape.threshold_lr
             updated = (1 - lr) * self.threshold + lr * smallest
             # A batch where nothing fired leaves the threshold alone (no host sync to check).
@@ -192,6 +203,33 @@ class BatchTopKSAE(nn.Module):
         estimate_BM = acts_BE @ unit_EM
         scale = (dead_E.sum() / k_aux).clamp(max=1.0)
         return scale * squared_error(estimate_BM, residual_BM)
+
+
+def smallest_positive(vals_D: Float[Tensor, "*D"]) -> Float[Tensor, ""]:
+    return vals_D.masked_fill(vals_D <= 0, math.inf).min()
+
+
+# The candidates' floor as a fraction of the running threshold: the smallest kept value moves
+# little from batch to batch, so half of its running mean keeps a few times k candidates.
+CANDIDATE_FLOOR = 0.5
+
+
+def batch_top_k(
+    flat_D: Float[Tensor, " D"], k: int, threshold: Tensor
+) -> tuple[Float[Tensor, " K"], Int[Tensor, " K"]]:
+    """``flat_D.relu().topk(k, sorted=False)``, on the CPU from the values above a positive floor
+    when at least k are (then the k largest are among them: exact, and no ReLU is needed).
+
+    A full top-k over B x E values was a fifth of a CPU training step at 1k features (selection
+    is linear in what it scans); on other devices the check would cost a host sync, so they scan all.
+    """
+    floor = CANDIDATE_FLOOR * float(threshold) if flat_D.device.type == "cpu" else 0.0
+    if floor > 0:
+        candidates_C = (flat_D > floor).nonzero().squeeze(1)
+        if len(candidates_C) >= k:
+            vals_K, position_K = flat_D.index_select(0, candidates_C).topk(k, sorted=False)
+            return vals_K, candidates_C.index_select(0, position_K)
+    return flat_D.relu().topk(k, sorted=False)
 
 
 def squared_error(recon_BM: Float[Tensor, "B M"], x_BM: Float[Tensor, "B M"]) -> Tensor:

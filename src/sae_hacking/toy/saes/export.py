@@ -4,7 +4,8 @@
 Decoder-norm scaling is folded into the weights (encoder columns and encoder bias times each
 decoder row's norm, decoder rows made unit), which leaves every code and reconstruction unchanged:
 BatchTopK and Matryoshka BatchTopK become JumpReLU SAEs with their one threshold (as sae-lens saves
-them), top-k a TopK SAE, JumpReLU a JumpReLU SAE.
+them), top-k a TopK SAE, JumpReLU a JumpReLU SAE. A ``MatryoshkaSAE`` (whose decoder is not
+normalised) goes as it is: L1 sparsity is a standard (ReLU) SAE, top-k a TopK SAE.
 """
 
 from pathlib import Path
@@ -14,18 +15,19 @@ import torch
 
 from sae_hacking.toy.saes.batchtopk import BatchTopKSAE
 from sae_hacking.toy.saes.jumprelu import JumpReLUSAE
+from sae_hacking.toy.saes.matryoshka import MatryoshkaSAE
 
 if TYPE_CHECKING:
     from sae_lens import SAE
 
-ExportableSAE = BatchTopKSAE | JumpReLUSAE
+ExportableSAE = BatchTopKSAE | JumpReLUSAE | MatryoshkaSAE
 
 
 @torch.no_grad()
 def to_sae_lens(sae: ExportableSAE) -> "SAE":
     """The same SAE as a sae-lens inference SAE, float32 on the CPU."""
     from sae_lens import JumpReLUSAE as LensJumpReLU
-    from sae_lens import JumpReLUSAEConfig, TopKSAEConfig
+    from sae_lens import JumpReLUSAEConfig, StandardSAE, StandardSAEConfig, TopKSAEConfig
     from sae_lens import TopKSAE as LensTopK
 
     W_enc_ME = sae.W_enc_ME.detach().float().cpu()
@@ -33,11 +35,15 @@ def to_sae_lens(sae: ExportableSAE) -> "SAE":
     W_dec_EM = sae.W_dec_EM.detach().float().cpu()
     b_dec_M = sae.b_dec_M.detach().float().cpu()
     model_dim, width = W_enc_ME.shape
-    if isinstance(sae, JumpReLUSAE):
-        threshold_E = sae.threshold_E.detach().float().cpu()
-        lens: SAE = LensJumpReLU(JumpReLUSAEConfig(d_in=model_dim, d_sae=width))
-        weights = {"W_enc": W_enc_ME, "b_enc": b_enc_E, "W_dec": W_dec_EM, "b_dec": b_dec_M}
-        weights["threshold"] = threshold_E
+    weights = {"W_enc": W_enc_ME, "b_enc": b_enc_E, "W_dec": W_dec_EM, "b_dec": b_dec_M}
+    if isinstance(sae, MatryoshkaSAE):
+        if sae.shape.sparsity == "l1":
+            lens: SAE = StandardSAE(StandardSAEConfig(d_in=model_dim, d_sae=width))
+        else:
+            lens = LensTopK(TopKSAEConfig(d_in=model_dim, d_sae=width, k=sae.shape.k))
+    elif isinstance(sae, JumpReLUSAE):
+        lens = LensJumpReLU(JumpReLUSAEConfig(d_in=model_dim, d_sae=width))
+        weights["threshold"] = sae.threshold_E.detach().float().cpu()
     else:
         norms_E = W_dec_EM.norm(dim=1)
         weights = {

@@ -20,6 +20,12 @@ from sae_hacking.config import (
     positive,
     threads_option,
 )
+from sae_hacking.errors import UserInputError
+from sae_hacking.toy.data.synthetic_models import (
+    check_model_source,
+    describe_sources,
+    feature_count,
+)
 from sae_hacking.toy.data.tree_spec import PRESETS, feature_counts, load_forest
 
 BYTES_PER_FLOAT = 4
@@ -43,6 +49,11 @@ class HedgingAbsorptionConfig:
         ("notebook", "notebook-unbalanced"),
         f"preset ({', '.join(PRESETS)}) or JSON spec file; repeatable or comma-separated",
         check=at_least_one,
+    )
+    synthetic_model: str | None = option(
+        None,
+        "run on a sae-lens synthetic model (SynthSAEBench) instead of --hierarchy: "
+        f"{describe_sources()}; --model-dim is then the model's",
     )
     inner_multipliers: tuple[float, ...] = option(
         (0.1, 0.17, 0.25, 0.5),
@@ -91,6 +102,9 @@ class HedgingAbsorptionConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        if self.synthetic_model is not None:
+            self.check_synthetic_model(self.synthetic_model)
+            return
         for spec in self.hierarchy:
             try:
                 forest = load_forest(spec)
@@ -99,17 +113,33 @@ class HedgingAbsorptionConfig:
             features, top = feature_counts(forest)
             if features == 0:
                 raise ConfigError("hierarchy", f"{spec}: no read-out node, so no features")
-            inner = self.inner_width or top
-            if inner >= features:
-                raise ConfigError(
-                    "inner_width", f"{spec}: {inner} inner latents of {features} leave no outer one"
-                )
-            order = self.feature_ordering
-            if order is not None and (min(order) < 0 or max(order) >= features):
-                raise ConfigError(
-                    "feature_ordering",
-                    f"{spec}: '{','.join(map(str, order))}' has indices outside [0, {features})",
-                )
+            self.check_widths(spec, features, self.inner_width or top)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """What the run trains on: the synthetic model, or else every hierarchy."""
+        return (self.synthetic_model,) if self.synthetic_model else self.hierarchy
+
+    def check_synthetic_model(self, spec: str) -> None:
+        try:
+            check_model_source(spec, "synthetic_model")
+        except UserInputError as error:
+            raise ConfigError("synthetic_model", str(error).split(": ", 1)[-1]) from error
+        features = feature_count(spec)
+        if features is not None:
+            self.check_widths(spec, features, self.inner_width or 0)
+
+    def check_widths(self, spec: str, features: int, inner: int) -> None:
+        if inner >= features:
+            raise ConfigError(
+                "inner_width", f"{spec}: {inner} inner latents of {features} leave no outer one"
+            )
+        order = self.feature_ordering
+        if order is not None and (min(order) < 0 or max(order) >= features):
+            raise ConfigError(
+                "feature_ordering",
+                f"{spec}: '{','.join(map(str, order))}' has indices outside [0, {features})",
+            )
 
     def memory_estimate(self) -> tuple[int, str]:
         """Peak bytes of the run (float32, an estimate) and the size option to lower first.
@@ -118,8 +148,12 @@ class HedgingAbsorptionConfig:
         training batch holds inputs, every node's draws, pre-activations and their gradients;
         the held-out set its inputs, feature magnitudes and codes (for the probes).
         """
-        features = max(feature_counts(load_forest(spec))[0] for spec in self.hierarchy)
-        saes = len(self.hierarchy) * (2 + len(self.inner_multipliers))
+        if self.synthetic_model is not None:
+            # A hub id's size is unknown until loaded: counted as SynthSAEBench-16k's.
+            features = feature_count(self.synthetic_model) or 16_384
+        else:
+            features = max(feature_counts(load_forest(spec))[0] for spec in self.hierarchy)
+        saes = len(self.sources) * (2 + len(self.inner_multipliers))
         weights = saes * 4 * (2 * features * self.model_dim + features + self.model_dim)
         floats = (
             weights
@@ -128,7 +162,7 @@ class HedgingAbsorptionConfig:
         )
         # Blamed: the size option the most times above its default (the notebook tree has 4).
         sizes = {
-            "hierarchy": features / 4,
+            "synthetic_model" if self.synthetic_model else "hierarchy": features / 4,
             "model_dim": self.model_dim / 50,
             "batch_size": self.batch_size / 4096,
             "eval_samples": self.eval_samples / 20_000,

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.metrics.absorption import (
     AbsorptionThresholds,
@@ -84,7 +85,7 @@ def variant_shape(variant: Variant, model_dim: int, settings: SAESettings) -> Ma
 
 def build_sae(
     variant: Variant,
-    source: TreeSource,
+    source: TreeSource | SyntheticSource,
     settings: SAESettings,
     ordering: Tensor | None,
     init_noise: float,
@@ -111,7 +112,7 @@ def notebook_settings(steps: int, batch_size: int, lr: float) -> TrainSettings:
 @torch.no_grad()
 def score_sae(
     sae: MatryoshkaSAE,
-    source: TreeSource,
+    source: TreeSource | SyntheticSource,
     x_BM: Float[Tensor, "B M"],
     feature_acts_BN: Float[Tensor, "B N"],
     thresholds: AbsorptionThresholds,

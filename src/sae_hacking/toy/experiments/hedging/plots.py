@@ -11,14 +11,21 @@ from torch import nn
 
 from sae_hacking.core.similarity import cosine_matrix
 from sae_hacking.io.atomic import atomic_write
+from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.metrics.absorption import best_match_latents
 from sae_hacking.toy.saes.matryoshka import MatryoshkaSAE
 
-Panel = tuple[str, list[tuple[str, nn.Module]], TreeSource]
+Panel = tuple[str, list[tuple[str, nn.Module]], TreeSource | SyntheticSource]
+# Beyond this many features a heat-map names no tick (they would overlap).
+MAX_TICKS = 64
 
 
-def latent_order(sae: MatryoshkaSAE, source: TreeSource) -> torch.Tensor:
+def feature_names(source: TreeSource | SyntheticSource) -> list[str]:
+    return list(source.tree.names if isinstance(source, TreeSource) else source.names)
+
+
+def latent_order(sae: MatryoshkaSAE, source: TreeSource | SyntheticSource) -> torch.Tensor:
     """Latents sorted by the feature they best match; unmatched latents last."""
     latent_N = best_match_latents(sae.decoder_directions(), source.features_NM)
     matched = [e for e in latent_N.tolist() if e >= 0]
@@ -37,7 +44,7 @@ def save_heatmaps(path: Path, panels: list[Panel]) -> None:
     for r, (hierarchy, name, sae, source) in enumerate(rows):
         assert isinstance(sae, MatryoshkaSAE)
         order = latent_order(sae, source)
-        names = list(source.tree.names)
+        names = feature_names(source)
         for c, (label, weights) in enumerate(
             (("encoder", sae.encoder_directions()), ("decoder", sae.decoder_directions()))
         ):
@@ -48,8 +55,9 @@ def save_heatmaps(path: Path, panels: list[Panel]) -> None:
                 for (i, j), value in _cells(cos_EN):
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
             ax.set_title(f"{hierarchy} · {name} · {label}", fontsize=8)
-            ax.set_xticks(range(len(names)), names, fontsize=7)
-            ax.set_yticks(range(len(order)), [f"L{e}" for e in order.tolist()], fontsize=7)
+            if len(names) <= MAX_TICKS:
+                ax.set_xticks(range(len(names)), names, fontsize=7)
+                ax.set_yticks(range(len(order)), [f"L{e}" for e in order.tolist()], fontsize=7)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.4, label="cosine with true feature")
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))

@@ -24,6 +24,7 @@ from sae_hacking.io.rundir import (
     write_config,
 )
 from sae_hacking.memory import check_fits
+from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.data.tree_spec import load_forest
 from sae_hacking.toy.experiments.hedging.config import HedgingAbsorptionConfig
@@ -35,7 +36,7 @@ from sae_hacking.toy.experiments.hedging.experiment import (
     score_sae,
     variants,
 )
-from sae_hacking.toy.experiments.hedging.plots import save_heatmaps
+from sae_hacking.toy.experiments.hedging.plots import feature_names, save_heatmaps
 from sae_hacking.toy.metrics.absorption import AbsorptionThresholds
 from sae_hacking.toy.training.loop import train
 
@@ -89,12 +90,24 @@ def thresholds_of(config: HedgingAbsorptionConfig) -> AbsorptionThresholds:
     )
 
 
+def build_source(
+    config: HedgingAbsorptionConfig, name: str, device: torch.device
+) -> TreeSource | SyntheticSource:
+    """A toy tree with random directions, or the synthetic model's own data."""
+    if config.synthetic_model is not None:
+        from sae_hacking.toy.data.synthetic_models import load_synthetic_model
+
+        model = load_synthetic_model(name, str(device), flag="--synthetic-model")
+        return SyntheticSource(model, device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    return TreeSource.build(load_forest(name), config.model_dim, generator)
+
+
 def run_hierarchy(
     config: HedgingAbsorptionConfig, hierarchy: str, run_dir: Path, device: torch.device
-) -> tuple[list[Row], list[tuple[str, torch.nn.Module]], TreeSource]:
+) -> tuple[list[Row], list[tuple[str, torch.nn.Module]], TreeSource | SyntheticSource]:
     """Train and score every variant on one hierarchy (same data draws for each)."""
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    source = TreeSource.build(load_forest(hierarchy), config.model_dim, generator)
+    source = build_source(config, hierarchy, device)
     num_features = source.features_NM.shape[0]
     top_N = source.parent_N < 0
     inner_width = config.inner_width or int(top_N.sum())
@@ -114,6 +127,7 @@ def run_hierarchy(
     training = notebook_settings(config.steps, config.batch_size, config.lr)
     eval_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
     x_BM, acts_BN = source.sample(config.eval_samples, eval_gen)
+    acts_BN = acts_BN.to_dense() if acts_BN.is_sparse else acts_BN
     rows, saes = [], []
     for variant in variants(config.inner_multipliers):
         sae_gen = torch.Generator(device=device).manual_seed(config.seed + 2)
@@ -130,7 +144,7 @@ def run_hierarchy(
         run_dir,
         f"features-{_slug(Path(hierarchy).stem)}",
         {"features_NM": source.features_NM, "parent_N": source.parent_N},
-        {"names": list(source.tree.names)},
+        {"names": feature_names(source)},
     )
     return rows, saes, source
 
@@ -184,7 +198,7 @@ def train_and_score(
 ) -> list[dict[str, Any]]:
     rows: list[Row] = []
     panels = []
-    for hierarchy in config.hierarchy:
+    for hierarchy in config.sources:
         hierarchy_rows, saes, source = run_hierarchy(config, hierarchy, run_dir, device)
         rows.extend(hierarchy_rows)
         panels.append((hierarchy, saes, source))

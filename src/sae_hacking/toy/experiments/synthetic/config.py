@@ -18,7 +18,11 @@ from sae_hacking.config import (
 from sae_hacking.errors import UserInputError
 from sae_hacking.toy.data.synthetic_models import check_model_source, describe_sources
 
-ARCHITECTURES = ("batchtopk", "matryoshka-batchtopk", "jumprelu", "topk")
+ARCHITECTURES = ("batchtopk", "matryoshka-batchtopk", "jumprelu", "topk", "l1")
+SAMPLERS = ("auto", "exact", "fixed-shape")
+# A starting point, not tuned: an L1 SAE's L0 follows its coefficient (the README's table gives
+# the L0 it reached on synth-sae-bench-1k); sweep it to match another SAE's L0.
+L1_COEFFICIENT = 0.3
 # Beyond any sense: 1e12 samples are 20 days at SynthSAEBench's 16k-feature pace on an H100.
 MAX_SAMPLES = 10**12
 BYTES_PER_FLOAT = 4
@@ -43,9 +47,14 @@ class SyntheticTrainConfig:
     )
     l0: float | None = option(
         None,
-        "k of the top-k SAEs, or the JumpReLU's target L0",
+        "k of the top-k SAEs, or the JumpReLU's target L0 (the L1 SAE has none)",
         check=positive,
         default_text="the true L0 of the width most frequent features (25 for 16k)",
+    )
+    l1_coefficient: float = option(
+        L1_COEFFICIENT,
+        "weight of the L1 SAE's penalty, sum of activations times decoder norms",
+        check=positive,
     )
     matryoshka_widths: tuple[int, ...] | None = option(
         None,
@@ -69,6 +78,16 @@ class SyntheticTrainConfig:
     log_every: int | None = option(
         None, "steps between training evaluations", check=positive, default_text="steps/20"
     )
+    sampler: str = option(
+        "auto",
+        "training data sampler: exact (children only under fired parents; sizes vary, so each "
+        "step syncs) or fixed-shape (a fixed number of slots per sample: no host sync, CUDA "
+        "graphs); auto: fixed-shape on CUDA, exact elsewhere",
+        check=one_of(*SAMPLERS),
+    )
+    cuda_graphs: bool = option(
+        False, "replay each training step as one CUDA graph (CUDA with the fixed-shape sampler)"
+    )
     save_model: bool = option(True, "save the synthetic model beside the SAE (reload with --model)")
     seed: int = option(0, "seed of the SAE and the batches (the model keeps its own)")
     device: str = device_option()
@@ -86,6 +105,10 @@ class SyntheticTrainConfig:
         widths = self.matryoshka_widths
         if widths is not None and self.architecture != "matryoshka-batchtopk":
             raise ConfigError("matryoshka_widths", "only for --architecture matryoshka-batchtopk")
+        if self.l1_coefficient != L1_COEFFICIENT and self.architecture != "l1":
+            raise ConfigError("l1_coefficient", "only for --architecture l1")
+        if self.cuda_graphs and self.sampler == "exact":
+            raise ConfigError("cuda_graphs", "needs --sampler fixed-shape or auto")
         if widths and self.width is not None and widths[-1] != self.width:
             raise ConfigError("matryoshka_widths", f"must end at the width {self.width}")
 

@@ -22,6 +22,7 @@ from sae_hacking.io.rundir import (
 )
 from sae_hacking.memory import check_fits
 from sae_hacking.toy.data.synthetic import SyntheticSource
+from sae_hacking.toy.data.synthetic_fixed import FixedShapeSource
 from sae_hacking.toy.data.synthetic_models import PRESETS, load_synthetic_model
 from sae_hacking.toy.experiments.synthetic.config import SyntheticTrainConfig
 from sae_hacking.toy.experiments.synthetic.plots import plot_absorption, plot_training_curves
@@ -42,8 +43,9 @@ from sae_hacking.toy.metrics.synth_bench import (
 )
 from sae_hacking.toy.protocol import FeatureSource, ToySAE
 from sae_hacking.toy.saes.batchtopk import BatchTopKSAE, BatchTopKShape
-from sae_hacking.toy.saes.export import export_sae
+from sae_hacking.toy.saes.export import ExportableSAE, export_sae
 from sae_hacking.toy.saes.jumprelu import JumpReLUSAE, JumpReLUShape
+from sae_hacking.toy.saes.matryoshka import MatryoshkaSAE, MatryoshkaShape
 from sae_hacking.toy.training.loop import LogPoint, TrainResult, TrainSettings, train
 
 RUN_PREFIX = "train_synthetic_sae"
@@ -60,6 +62,14 @@ class RunOutcome:
 
 def seeded(seed: int, stream: str, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed + SEED_OFFSETS[stream])
+
+
+def make_source(model: Any, device: torch.device, sampler: str) -> SyntheticSource:
+    """The training data sampler: ``auto`` is the fixed-shape one on CUDA (no host sync per
+    step), the exact one elsewhere (on a CPU it is the faster: it draws only under fired parents)."""
+    if sampler == "fixed-shape" or (sampler == "auto" and device.type == "cuda"):
+        return FixedShapeSource(model, device)
+    return SyntheticSource(model, device)
 
 
 def default_width(spec: str, num_features: int) -> int:
@@ -87,7 +97,18 @@ def build_sae(
     width: int,
     l0: float,
     generator: torch.Generator,
-) -> BatchTopKSAE | JumpReLUSAE:
+) -> ExportableSAE:
+    if config.architecture == "l1":
+        # A Matryoshka SAE of one full-width level is the standard ReLU SAE with an L1 penalty.
+        shape = MatryoshkaShape(
+            model_dim,
+            width,
+            prefix_widths=(width,),
+            level_multipliers=(1.0,),
+            sparsity="l1",
+            l1_coefficient=config.l1_coefficient,
+        )
+        return MatryoshkaSAE(shape, generator)
     if config.architecture == "jumprelu":
         return JumpReLUSAE(JumpReLUShape(model_dim, width, target_l0=l0), generator)
     if config.architecture == "topk":
@@ -172,6 +193,18 @@ class ProgressLog:
             fvu=scalars["fvu"],
             mmcs=scalars["mmcs"],
         )
+
+
+def sampler_overflow(source: SyntheticSource) -> dict[str, Any]:
+    """The fixed-shape sampler's dropped loose features (none expected at its calibrated cap)."""
+    if not isinstance(source, FixedShapeSource):
+        return {}
+    counts = source.overflow()
+    return {
+        "sampler_free_cap": source.free_cap,
+        "sampler_dropped": counts["dropped"],
+        "sampler_fired": counts["fired"],
+    }
 
 
 @torch.no_grad()
@@ -264,7 +297,7 @@ def run(config: SyntheticTrainConfig, argv: list[str] | None = None) -> RunOutco
     # A --model or size refused here leaves no run directory behind.
     with removed_unless_used(run_dir):
         model = load_synthetic_model(config.model, str(device))
-        source = SyntheticSource(model, device)
+        source = make_source(model, device, config.sampler)
         width = config.width or default_width(config.model, source.num_features)
         model_dim, features = source.W_NM.shape[1], source.num_features
         needed, costliest = config.memory_estimate(model_dim, features, width)
@@ -280,6 +313,7 @@ def run(config: SyntheticTrainConfig, argv: list[str] | None = None) -> RunOutco
         batch_size=config.batch_size,
         lr=config.lr,
         log_every=config.log_every or max(steps // 20, 1),
+        cuda_graphs=config.cuda_graphs,
     )
     log = ProgressLog(run_dir, steps)
     with log.progress:
@@ -302,7 +336,7 @@ def run(config: SyntheticTrainConfig, argv: list[str] | None = None) -> RunOutco
 def score_and_write(
     run_dir: Path,
     config: SyntheticTrainConfig,
-    sae: BatchTopKSAE | JumpReLUSAE,
+    sae: ExportableSAE,
     source: SyntheticSource,
     result: TrainResult,
     log: ProgressLog,
@@ -335,6 +369,8 @@ def score_and_write(
         "samples": result.final.samples,
         "train_seconds": round(result.train_seconds, 3),
         "samples_per_second": round(result.samples_per_second),
+        "sampler": type(source).__name__,
+        **sampler_overflow(source),
         "sae_dir": SAE_DIR,
         "absorption_file": "absorption.json",
     }

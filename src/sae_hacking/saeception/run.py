@@ -136,8 +136,8 @@ def write_summary(
 ) -> dict[str, Any]:
     """summary.json (rows of every unit, spreads, paired differences) and summary.md."""
     rows = read_rows([u.directory(run_dir) for u in units])
-    summary = {"rows": rows, **summarise(rows), "seconds_this_session": round(seconds, 2)}
-    summary["units_run_this_session"] = units_run
+    summary = {"rows": rows, **summarise(rows), "seconds_this_invocation": round(seconds, 2)}
+    summary["units_run_this_invocation"] = units_run
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_text(run_dir / "summary.md", markdown_tables(summary) + "\n")
     return summary

@@ -16,13 +16,17 @@ class ScoreHuntConfig:
     top N (recall at N) and the precision of its top N, for several N."""
 
     pairs_dir: Path | None = option(
-        None, "a look_for_pairs.py run (its pairs.json, best first)", check=required
+        None,
+        "a look_for_pairs.py run (its pairs.json, best first)",
+        check=required,
+        default_text="required",
     )
     truth: Path | None = option(
         None,
         "absorbing pairs: first_letter_absorption.py's absorbing_pairs.json or a planted "
         "truth.json (keys letter_latent, word_latent)",
         check=required,
+        default_text="required",
     )
     sae_id: str | None = option(
         None,

@@ -10,8 +10,9 @@ the seeds and gives the per-seed range of F1.
     uv run benchmarks/hunt_methods.py --hierarchy misleading --settings parents/sae \
         --reader-width 64 --reader-k 8 --steps 1500 --samples 20000   # decoder cosines mislead
 
-Beside each method's score at its default threshold, the last table gives its best F1 over the
-threshold sweep (pooled over seeds), so a method that only needed another threshold shows it.
+Beside each method's score at its default threshold, a second table gives its best F1 over the
+threshold sweep (pooled over seeds), so a method that only needed another threshold shows it; the
+last gives P / R per seed. ``--output-dir`` keeps each run's hunt.json (truth and pairs found).
 """
 
 import argparse

@@ -10,8 +10,9 @@ the seeds and gives the per-seed range of F1.
     uv run benchmarks/hunt_methods.py --hierarchy misleading --settings parents/sae \
         --reader-width 64 --reader-k 8 --steps 1500 --samples 20000   # decoder cosines mislead
 
-Beside each method's score at its default threshold, the last table gives its best F1 over the
-threshold sweep (pooled over seeds), so a method that only needed another threshold shows it.
+Beside each method's score at its default threshold, a second table gives its best F1 over the
+threshold sweep (pooled over seeds), so a method that only needed another threshold shows it; the
+last gives P / R per seed. ``--output-dir`` keeps each run's hunt.json (truth and pairs found).
 """
 
 import argparse
@@ -51,6 +52,12 @@ def main() -> None:
     parser.add_argument("--reader-k", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--samples", type=int, default=50_000)
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="keep each run's directory (hunt.json: truth and pairs found) here; default: discarded",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -68,11 +75,12 @@ def main() -> None:
     }
     results: dict[str, list[HuntResult]] = {s: [] for s in settings}
     with tempfile.TemporaryDirectory() as tmp:
+        output_dir = args.output_dir or Path(tmp)
         for seed in seeds:
-            first = config_of(settings[0], seed, Path(tmp), extra)
+            first = config_of(settings[0], seed, output_dir, extra)
             trained = train_ablator(first, resolve_device(first.device))
             for setting in settings:
-                results[setting].append(run(config_of(setting, seed, Path(tmp), extra), trained))
+                results[setting].append(run(config_of(setting, seed, output_dir, extra), trained))
     table = Table(title=f"{args.hierarchy}, seeds {args.seeds}: P / R / F1 pooled (F1 per seed)")
     table.add_column("setting")
     for method in METHODS:
@@ -97,8 +105,20 @@ def main() -> None:
             bar = sweeps[0][i_best].threshold
             best_cells.append(f"{at_bar[i_best][2]:.2f} ({bar:g})")
         best.add_row(setting, *best_cells)
+    per_seed = Table(title="P / R per seed")
+    per_seed.add_column("setting")
+    per_seed.add_column("seed", justify="right")
+    per_seed.add_column("absorbed pairs", justify="right")
+    for method in METHODS:
+        per_seed.add_column(method.name, justify="right")
+    for setting, runs in results.items():
+        for seed, result in zip(seeds, runs, strict=True):
+            scores = [result.at_default[m.name] for m in METHODS]
+            cells = [f"{s.precision:.2f} / {s.recall:.2f}" for s in scores]
+            per_seed.add_row(setting, str(seed), str(len(result.truth.pairs)), *cells)
     Console(width=250).print(table)
     Console(width=250).print(best)
+    Console(width=250).print(per_seed)
 
 
 def pooled(scores: list[Score]) -> tuple[float, float, float]:

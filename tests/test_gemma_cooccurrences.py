@@ -14,48 +14,20 @@ from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app
 from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results, read_vocabulary
-from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae, tiny_tokenizer
-from tests.cooccurrence_setup import PROMPTS, assert_same_results, config, counts_of, write_corpus
+from sae_hacking.llm import tiny_tokenizer
+from tests.cooccurrence_setup import (
+    PROMPTS,
+    assert_same_results,
+    config,
+    counts_of,
+    reference_counts,
+    write_corpus,
+)
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "corpus.txt", PROMPTS)
-
-
-def reference_counts(
-    prompts: list[str], max_tokens: int, contexts: dict[int, list]
-) -> tuple[dict[tuple[int, int], int], list[int], int]:
-    """Each prompt alone (no padding), token by token, pairs of firing latents counted in a dict;
-    every firing's (activation, prompt, position, token window) listed in ``contexts``."""
-    model = tiny_model()
-    sae = tiny_sae(model, TINY_ABLATOR_ID)
-    assert model.tokenizer is not None
-    pairs: dict[tuple[int, int], int] = {}
-    firing = [0] * sae.cfg.d_sae
-    tokens = 0
-    contexts.clear()
-    for prompt_index, prompt in enumerate(prompts):
-        ids = model.tokenizer(prompt, return_tensors="pt", truncation=True, max_length=max_tokens)[
-            "input_ids"
-        ]
-        _, cache = model.run_with_cache(ids, names_filter=["blocks.3.hook_resid_post"])
-        acts = sae.encode(cache["blocks.3.hook_resid_post"][0, 1:])  # position 0 is BOS
-        for position, token_acts in enumerate(acts, start=1):
-            tokens += 1
-            on = (token_acts > 0).nonzero().flatten().tolist()
-            window = [
-                int(ids[0, c]) if 0 <= c < ids.shape[1] else -1
-                for c in range(position - 8, position + 3)
-            ]
-            for e in on:
-                firing[e] += 1
-                seen = (float(token_acts[e].detach()), prompt_index, position, window)
-                contexts.setdefault(e, []).append(seen)
-            for x, i in enumerate(on):
-                for j in on[x + 1 :]:
-                    pairs[(i, j)] = pairs.get((i, j), 0) + 1
-    return pairs, firing, tokens
 
 
 def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_path: Path) -> None:

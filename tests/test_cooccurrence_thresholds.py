@@ -2,17 +2,21 @@
 (Otsu) from an earlier run's activation histograms, or read from a thresholds file."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+import typer
+from typer.testing import CliRunner, Result
 
 from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.thresholds import histogram_otsu_thresholds
 from sae_hacking.errors import UserInputError
-from sae_hacking.gemma_cooccurrences import app
+from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
+from sae_hacking.gemma_selective_ablate import app as ablate_app
 from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
+from sae_hacking.io.effects import read_manifest
 from sae_hacking.io.firing_thresholds import THRESHOLDS_FILE
 from sae_hacking.llm.planted import (
     LETTERS,
@@ -21,6 +25,8 @@ from sae_hacking.llm.planted import (
     build_planted_model,
     save_planted,
 )
+from sae_hacking.llm.planted_hunt import letter_reader_sae
+from sae_hacking.look_for_pairs import app as pairs_app
 from tests.cooccurrence_setup import (
     MAX_TOKENS,
     PROMPTS,
@@ -140,10 +146,25 @@ def test_merged_thresholded_halves_equal_one_run_and_other_bars_are_refused(
             merge_results([parts[0], other], tmp_path / "refused")
 
 
-def absorbed_topk_case(root: Path) -> tuple[Path, Path, Path, list[tuple[int, int]], list]:
-    """The planted model, a top-k (k = 2) copy of its absorbing SAE where the first word of each
-    of five letters absorbs 40% of its letter (the letter latent fires at 0.6 of its strength
-    there, still in the top 2), and a corpus of random words."""
+@dataclass(frozen=True)
+class TopKCase:
+    """The planted model and a top-k copy of its absorbing SAE, a reader SAE, a corpus, the
+    absorbed (letter, word) latent pairs and the other (letter, word) pairs."""
+
+    model: Path
+    sae: Path
+    reader: Path
+    corpus: Path
+    absorbed: list[tuple[int, int]]
+    others: list[tuple[int, int]]
+
+    def flags(self) -> list[str]:
+        return ["--model", str(self.model), "--device", "cpu", "--dataset-path", str(self.corpus)]
+
+
+def absorbed_topk_case(root: Path) -> TopKCase:
+    """The first word of each of five letters absorbs 40% of its letter in a k = 2 top-k SAE:
+    there the letter latent fires at 0.6 of its strength, still in the top 2."""
     from sae_lens.saes.sae import SAEMetadata
     from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
 
@@ -158,39 +179,84 @@ def absorbed_topk_case(root: Path) -> tuple[Path, Path, Path, list[tuple[int, in
             getattr(topk, name).copy_(getattr(jump, name))
     save_planted(planted, root / "model")
     topk.save_model(root / "sae")
+    letter_reader_sae(planted).save_model(root / "reader")
     generator = torch.Generator().manual_seed(0)
     picks = torch.randint(len(planted.words), (60, 10), generator=generator)
     lines = [" ".join(planted.words[i] for i in row.tolist()) for row in picks]
-    corpus = write_corpus(root / "corpus.txt", lines)
-    absorbed = [(letter, word) for letter, word, _ in absorbing.absorbed_pairs]
     others = [
         (absorbing.letter_latents[w[0].upper()], absorbing.word_latents[w])
         for w in planted.words
         if w not in firsts.values()
     ]
-    return root / "model", root / "sae", corpus, absorbed, others
+    return TopKCase(
+        root / "model",
+        root / "sae",
+        root / "reader",
+        write_corpus(root / "corpus.txt", lines),
+        [(letter, word) for letter, word, _ in absorbing.absorbed_pairs],
+        others,
+    )
+
+
+def invoke(app: typer.Typer, args: list[str]) -> Result:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def topk_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[TopKCase, Path, Path]:
+    """The case, a co-occurrence run counting activation > 0, and one above bars fitted to it."""
+    root = tmp_path_factory.mktemp("topk")
+    case = absorbed_topk_case(root)
+    flags = [*case.flags(), "--sae-release", str(case.sae), "--max-tokens-in-prompt", "16"]
+    invoke(cooccurrence_app, [*flags, "--output-dir", str(root / "plain")])
+    plain = only_run_dir(root / "plain")
+    fitted_flags = [*flags, "--firing-thresholds-from", str(plain)]
+    invoke(cooccurrence_app, [*fitted_flags, "--output-dir", str(root / "fitted")])
+    return case, plain, only_run_dir(root / "fitted")
 
 
 def test_on_a_top_k_sae_fitted_thresholds_stop_weak_firings_making_absorbed_pairs_cooccur(
-    tmp_path: Path,
+    topk_runs: tuple[TopKCase, Path, Path],
 ) -> None:
-    model, sae, corpus, absorbed, others = absorbed_topk_case(tmp_path)
-    flags = ["--model", str(model), "--sae-release", str(sae), "--device", "cpu"]
-    flags += ["--dataset-path", str(corpus), "--max-tokens-in-prompt", "16"]
-    runner = CliRunner()
-    result = runner.invoke(app, [*flags, "--output-dir", str(tmp_path / "plain")])
-    assert result.exit_code == 0, result.output
-    plain = load_cooccurrence(only_run_dir(tmp_path / "plain"))
-    args = [*flags, "--firing-thresholds-from", str(plain.directory)]
-    result = runner.invoke(app, [*args, "--output-dir", str(tmp_path / "fitted")])
-    assert result.exit_code == 0, result.output
-    fitted = load_cooccurrence(only_run_dir(tmp_path / "fitted"))
-    first, second = (torch.tensor(side) for side in zip(*absorbed, strict=True))
+    case, plain_dir, fitted_dir = topk_runs
+    plain, fitted = load_cooccurrence(plain_dir), load_cooccurrence(fitted_dir)
+    first, second = (torch.tensor(side) for side in zip(*case.absorbed, strict=True))
     # The letter latent fires weakly with its absorbing word: without bars they co-occur...
     assert bool((plain.pair_counts(first, second) > 0).all())
     # ...with bars fitted to its activations (strong alone, weak when absorbed) they never do,
     assert int(fitted.pair_counts(first, second).sum()) == 0
     # while each letter still co-occurs with its other words, where it fires fully.
-    first, second = (torch.tensor(side) for side in zip(*others, strict=True))
+    first, second = (torch.tensor(side) for side in zip(*case.others, strict=True))
     assert bool((fitted.pair_counts(first, second) > 0).all())
     assert torch.equal(fitted.pair_counts(first, second), plain.pair_counts(first, second))
+
+
+def test_ablation_takes_the_cooccurrence_runs_bars_and_the_pair_search_refuses_other_bars(
+    topk_runs: tuple[TopKCase, Path, Path], tmp_path: Path
+) -> None:
+    case, plain, fitted = topk_runs
+    flags = [*case.flags(), "--max-tokens-in-prompt", "16", "--n-prompts", "20"]
+    flags += ["--ablator-sae-release", str(case.sae), "--reader-sae-release", str(case.reader)]
+    flags += ["--abridge-ablations-to", "4", "--batch-size", "10"]
+    runs = {}
+    for name, cooccurrence in (("fitted", fitted), ("none", None)):
+        given = [] if cooccurrence is None else ["--cooccurrence-dir", str(cooccurrence)]
+        invoke(ablate_app, [*flags, *given, "--output-dir", str(tmp_path / name)])
+        runs[name] = only_run_dir(tmp_path / name)
+    ablator = read_manifest(runs["fitted"] / "effects", "--ablation-dir")["ablator"]
+    assert ablator["firing"] == load_cooccurrence(fitted).manifest["firing"]
+    search = ["--device", "cpu", "--output-dir", str(tmp_path / "pairs")]
+    invoke(
+        pairs_app,
+        ["--ablation-dir", str(runs["fitted"]), "--cooccurrence-dir", str(fitted), *search],
+    )
+    for ablation, cooccurrence in ((runs["fitted"], plain), (runs["none"], fitted)):
+        inputs = ["--ablation-dir", str(ablation), "--cooccurrence-dir", str(cooccurrence)]
+        result = CliRunner().invoke(pairs_app, [*inputs, *search])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert (
+            lines[0].startswith("error: --cooccurrence-dir: ") and "counted firing as" in lines[0]
+        )

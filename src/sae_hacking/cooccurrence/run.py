@@ -101,6 +101,21 @@ def encode_batch(
     return firing_and_activations(sae, x_TM)
 
 
+def firing_entries(
+    active_TE: Tensor, acts_TE: Tensor, histogram_ED: Tensor, thresholds_E: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Token and latent of each entry that counts as firing (active and, with bars, above its
+    latent's bar), in row-major order; every active entry's activation is added to the
+    histograms first, so a thresholded run keeps the histograms of all non-zero activations."""
+    token_D, latent_D = active_entries(active_TE)
+    values_D = acts_TE[token_D, latent_D].float()
+    add_activation_histogram_(histogram_ED, latent_D, values_D)
+    if thresholds_E is None:
+        return token_D, latent_D
+    above_D = values_D > thresholds_E[latent_D]
+    return token_D[above_D], latent_D[above_D]
+
+
 def active_of_batch(
     model: HookedSAETransformer, sae: SAE[Any], hook_name: str, batch: TokenBatch
 ) -> Tensor:
@@ -328,16 +343,11 @@ def _count(
             if batch is not None:
                 batch = batch.to(device)
                 active_TE, acts_TE = encode_batch(model, sae, hook_name, batch)
-                # Every non-zero activation goes to the histograms; the bars (if any) then decide
-                # which entries count as firing.
-                token_D, latent_D = active_entries(active_TE)
-                values_D = acts_TE[token_D, latent_D].float()
-                add_activation_histogram_(counter.histogram_ED, latent_D, values_D)
-                if firing.thresholds_E is not None:
-                    above_D = values_D > firing.thresholds_E[latent_D]
-                    token_D, latent_D = token_D[above_D], latent_D[above_D]
-                    if config.top_contexts or config.rows:
-                        active_TE = active_TE & (acts_TE.float() > firing.thresholds_E)
+                token_D, latent_D = firing_entries(
+                    active_TE, acts_TE, counter.histogram_ED, firing.thresholds_E
+                )
+                if firing.thresholds_E is not None and (config.top_contexts or config.rows):
+                    active_TE = active_TE & (acts_TE.float() > firing.thresholds_E)
                 if config.top_contexts:
                     add_batch_contexts(
                         counter, active_TE, acts_TE, batch, ranks, config.top_contexts

@@ -88,9 +88,12 @@ def histogram_layout() -> dict[str, object]:
     }
 
 
-@jaxtyped(typechecker=beartype)
 def histogram_bins(values_J: Float[Tensor, " J"]) -> Int[Tensor, " J"]:
-    """The bin of each positive activation (``histogram_edges``), out-of-range ones clamped."""
+    """The bin of each positive activation (``histogram_edges``), out-of-range ones clamped.
+
+    Called per batch by ``add_activation_histogram_``, so undecorated: a jaxtyped wrapper cost
+    about as much as the binning itself (0.1 ms on 4k entries); pytest still checks the shapes.
+    """
     position_J = (torch.log2(values_J.float()) - LOWEST_EXPONENT) * BINS_PER_OCTAVE
     return position_J.floor().clamp(0, HISTOGRAM_BINS - 1).long()
 

@@ -1,6 +1,8 @@
 """Shared setup for the gemma_cooccurrences.py tests: a small corpus and the tiny-model config."""
 
 import math
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,3 +135,23 @@ def counting_dies_at(monkeypatch: pytest.MonkeyPatch, batch: int) -> Iterator[No
         yield
     finally:
         monkeypatch.setattr(cooccurrence_run, "add_entry_counts_", real)
+
+
+def become_rank(rank: int, port: int, world: int = 2) -> None:
+    """Set this process up as torchrun would set up rank ``rank`` of ``world`` (one thread)."""
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
+    torch.set_num_threads(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

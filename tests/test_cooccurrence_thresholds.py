@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.multiprocessing as mp
 import typer
 from typer.testing import CliRunner, Result
 
@@ -15,7 +16,13 @@ from sae_hacking.core.thresholds import histogram_otsu_thresholds
 from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
-from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results
+from sae_hacking.io.cooccurrence_results import (
+    load_cooccurrence,
+    merge_results,
+    read_tensors,
+    save_counts,
+)
+from sae_hacking.io.cooccurrence_results import read_manifest as read_counts_manifest
 from sae_hacking.io.effects import read_manifest
 from sae_hacking.io.firing_thresholds import THRESHOLDS_FILE
 from sae_hacking.llm.planted import (
@@ -32,9 +39,11 @@ from tests.cooccurrence_setup import (
     PROMPTS,
     Crash,
     assert_same_results,
+    become_rank,
     config,
     counting_dies_at,
     counts_of,
+    free_port,
     only_run_dir,
     reference_counts,
     write_corpus,
@@ -260,3 +269,36 @@ def test_ablation_takes_the_cooccurrence_runs_bars_and_the_pair_search_refuses_o
         assert (
             lines[0].startswith("error: --cooccurrence-dir: ") and "counted firing as" in lines[0]
         )
+
+
+def test_histograms_holding_fewer_activations_than_firings_are_refused(
+    plain: Path, tmp_path: Path
+) -> None:
+    tensors = read_tensors(plain)
+    tensors["activation_histogram"][3] = 0
+    save_counts(tmp_path, tensors, read_counts_manifest(plain))
+    with pytest.raises(UserInputError, match=r"latent 3 fired on .* its activation histogram"):
+        load_cooccurrence(tmp_path)
+
+
+def _rank_main(rank: int, port: int, corpus: Path, bars: Path, out: Path) -> None:
+    become_rank(rank, port)
+    run(config(corpus, out, batch_size=1, save_every=3, firing_thresholds_from=bars))
+
+
+def test_two_gloo_ranks_count_above_bars_the_same_as_one_process(
+    corpus: Path, tmp_path: Path
+) -> None:
+    bars = tmp_path / "bars.json"
+    bars.write_text(json.dumps({"thresholds": (torch.rand(WIDTH) * 2).tolist()}))
+    single = counts_of(
+        run(config(corpus, tmp_path / "single", batch_size=1, firing_thresholds_from=bars))
+    )
+    mp.start_processes(
+        _rank_main,
+        args=(free_port(), corpus, bars, tmp_path / "ranks"),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
+    assert_same_results(counts_of(only_run_dir(tmp_path / "ranks")), single)

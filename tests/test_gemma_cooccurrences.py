@@ -1,6 +1,4 @@
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,10 @@ from sae_hacking.llm import tiny_tokenizer
 from tests.cooccurrence_setup import (
     PROMPTS,
     assert_same_results,
+    become_rank,
     config,
     counts_of,
+    free_port,
     reference_counts,
     write_corpus,
 )
@@ -120,23 +120,8 @@ def test_merge_of_two_halves_equals_one_run_over_both(corpus: Path, tmp_path: Pa
 
 
 def _rank_main(rank: int, port: int, corpus: Path, out: Path) -> None:
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "LOCAL_RANK": str(rank),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, port)
     run(config(corpus, out, batch_size=1, save_every=3))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Path) -> None:
@@ -144,7 +129,7 @@ def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Pa
     # fork: the ranks inherit the imported modules instead of importing them again (seconds each).
     mp.start_processes(
         _rank_main,
-        args=(_free_port(), corpus, tmp_path / "ranks"),
+        args=(free_port(), corpus, tmp_path / "ranks"),
         nprocs=2,
         join=True,
         start_method="fork",

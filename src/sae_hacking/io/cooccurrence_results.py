@@ -159,8 +159,6 @@ def check_counts(path: Path, manifest: dict[str, Any], flag: str) -> None:
     shape = [triangle_size(width)] if layout == TRIANGLE else [len(rows), width]
     if list(firing.shape) != [width] or list(counts.shape) != shape:
         raise damaged(flag, path, f"tensors of shapes {list(firing.shape)}, {list(counts.shape)}")
-    if HISTOGRAM in manifest.get("tensors", {}):
-        _check_histogram(path, np.asarray(memmap_tensor(path, HISTOGRAM, flag)), firing, flag)
     if firing.min(initial=0) < 0 or firing.max(initial=0) > tokens:
         latent = int(np.argmax((firing < 0) | (firing > tokens)))
         raise UserInputError(
@@ -186,6 +184,8 @@ def check_counts(path: Path, manifest: dict[str, Any], flag: str) -> None:
                 f"{int(counts_J[j])} tokens, more often than one of them fired "
                 f"({int(bound_J[j])}); the file is damaged",
             )
+    if HISTOGRAM in manifest.get("tensors", {}):
+        _check_histogram(path, np.asarray(memmap_tensor(path, HISTOGRAM, flag)), firing, flag)
 
 
 def _check_histogram(path: Path, histogram: np.ndarray, firing: np.ndarray, flag: str) -> None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 
 from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.thresholds import histogram_otsu_thresholds
+from sae_hacking.core.triangle import triangle_row
 from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app as cooccurrence_app
 from sae_hacking.gemma_selective_ablate import app as ablate_app
@@ -302,3 +303,15 @@ def test_two_gloo_ranks_count_above_bars_the_same_as_one_process(
         start_method="fork",
     )
     assert_same_results(counts_of(only_run_dir(tmp_path / "ranks")), single)
+
+
+def test_rows_counted_above_bars_are_rows_of_the_thresholded_triangle(
+    corpus: Path, tmp_path: Path
+) -> None:
+    full = counts_of(run(config(corpus, tmp_path / "a", max_prompts=8, firing_threshold=0.5)))
+    rows = run(config(corpus, tmp_path / "b", max_prompts=8, rows=(5, 100), firing_threshold=0.5))
+    for r, latent in enumerate((5, 100)):
+        expected = triangle_row(full["pair_counts"], latent, WIDTH).long()
+        expected[latent] = full["firing_counts"][latent]
+        assert torch.equal(counts_of(rows)["row_counts"][r].long(), expected)
+    assert int(full["pair_counts"].sum()) > 0

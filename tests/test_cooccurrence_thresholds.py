@@ -315,3 +315,16 @@ def test_rows_counted_above_bars_are_rows_of_the_thresholded_triangle(
         expected[latent] = full["firing_counts"][latent]
         assert torch.equal(counts_of(rows)["row_counts"][r].long(), expected)
     assert int(full["pair_counts"].sum()) > 0
+
+
+def test_a_run_whose_bars_file_was_changed_is_refused_by_a_merge(
+    plain: Path, corpus: Path, tmp_path: Path
+) -> None:
+    run_dir = run(config(corpus, tmp_path / "out", max_prompts=4, firing_thresholds_from=plain))
+    other = run(config(corpus, tmp_path / "out", max_prompts=4, firing_thresholds_from=plain))
+    saved = json.loads((run_dir / THRESHOLDS_FILE).read_text())
+    saved["thresholds"][0] += 1.0
+    (run_dir / THRESHOLDS_FILE).write_text(json.dumps(saved))
+    with pytest.raises(UserInputError, match="is not the thresholds its counts were made with"):
+        merge_results([other, run_dir], tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()

@@ -38,7 +38,7 @@ from sae_hacking.ablation.sites import plan_for
 from sae_hacking.config import ConfigError, read_saved_options, resumed
 from sae_hacking.core.ablation import ablatable_latents
 from sae_hacking.devices import command_line, resolve_device
-from sae_hacking.io.ablation_sources import Firing, read_firing
+from sae_hacking.io.ablation_sources import CooccurrenceFiring, read_firing
 from sae_hacking.io.atomic import atomic_write_json, remove_stale_temporaries
 from sae_hacking.io.bundle import damaged
 from sae_hacking.io.effects import (
@@ -121,7 +121,7 @@ def _prompts_done(rank_dir: Path) -> int:
     return int(json.loads((rank_dir / MANIFEST).read_text(encoding="utf-8"))["prompts_done"])
 
 
-def _firing(config: SelectiveAblationConfig) -> Firing | None:
+def _firing(config: SelectiveAblationConfig) -> CooccurrenceFiring | None:
     if config.cooccurrence_dir is None:
         return None
     assert config.ablator_sae_release is not None and config.ablator_sae_id is not None

@@ -206,7 +206,7 @@ def run(config: CooccurrenceConfig) -> Path:
 
 
 @dataclass(frozen=True)
-class Firing:
+class FiringBars:
     """When a latent counts as firing: above ``thresholds_E`` (None: activation > 0), by ``rule``
     (see io/firing_thresholds.py)."""
 
@@ -214,33 +214,33 @@ class Firing:
     rule: dict[str, Any]
 
 
-def firing_of(config: CooccurrenceConfig, sae: SAE[Any], device: torch.device) -> Firing:
+def firing_bars(config: CooccurrenceConfig, sae: SAE[Any], device: torch.device) -> FiringBars:
     """The firing rule of this run: the flags', or on resume the run's own (its saved bars)."""
     width = sae.cfg.d_sae
     if config.resume is not None:
         manifest = read_manifest(config.resume)
         thresholds_E = run_thresholds(config.resume, manifest, "--resume")
+        rule = manifest.get("firing", POSITIVE)
     elif config.firing_threshold is not None:
         thresholds_E = torch.full((width,), config.firing_threshold)
-        return Firing(thresholds_E.to(device), global_rule(config.firing_threshold))
+        rule = global_rule(config.firing_threshold)
     elif config.firing_thresholds_from is not None:
-        saes = {
+        sae_of = {
             "model": config.model,
             "sae_id": config.ablator_id,
             "hook_name": sae_hook_name(sae),
         }
-        flag = "--firing-thresholds-from"
-        thresholds_E, rule = load_thresholds(config.firing_thresholds_from, saes, width, flag)
-        return Firing(thresholds_E.to(device), rule)
+        thresholds_E, rule = load_thresholds(
+            config.firing_thresholds_from, sae_of, width, "--firing-thresholds-from"
+        )
     else:
-        return Firing(None, POSITIVE)
-    rule = manifest.get("firing", POSITIVE)
-    return Firing(None if thresholds_E is None else thresholds_E.to(device), rule)
+        thresholds_E, rule = None, POSITIVE
+    return FiringBars(None if thresholds_E is None else thresholds_E.to(device), rule)
 
 
 def _load_checked(
     config: CooccurrenceConfig, device: torch.device
-) -> tuple[HookedSAETransformer, SAE[Any], Firing]:
+) -> tuple[HookedSAETransformer, SAE[Any], FiringBars]:
     """Model, SAE and firing rule, every name and pairing checked before any download that can be
     avoided."""
     if config.release != TINY_RELEASE and not Path(config.release).is_dir():
@@ -261,7 +261,7 @@ def _load_checked(
         f"a batch of {config.batch_size:,} prompts",
         free_memory_bytes(device),
     )
-    return model, sae, firing_of(config, sae, device)
+    return model, sae, firing_bars(config, sae, device)
 
 
 def _run(config: CooccurrenceConfig, ranks: RankInfo, device: torch.device) -> Path:
@@ -298,7 +298,7 @@ def _count(
     device: torch.device,
     model: HookedSAETransformer,
     sae: SAE[Any],
-    firing: Firing,
+    firing: FiringBars,
     run_dir: Path,
 ) -> Path:
     corpus = corpus_of(config)

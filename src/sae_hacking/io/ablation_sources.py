@@ -91,7 +91,7 @@ def open_cooccurrence(
 
 
 @dataclass(frozen=True)
-class Firing:
+class CooccurrenceFiring:
     """What an ablation reads of a co-occurrence run: per-latent firing counts over ``tokens``
     tokens, and the bars above which a latent counted as firing (None: activation > 0) by
     ``rule`` (io/firing_thresholds.py)."""
@@ -102,11 +102,13 @@ class Firing:
     rule: dict[str, Any]
 
 
-def read_firing(directory: Path, model: str, release: str, sae_id: str) -> Firing:
+def read_firing(directory: Path, model: str, release: str, sae_id: str) -> CooccurrenceFiring:
     """Firing counts, tokens counted and firing thresholds, from a gemma_cooccurrences.py run."""
     results = open_cooccurrence(directory, model, release, sae_id)
     thresholds_E = run_thresholds(directory, results.manifest, FLAG)
-    return Firing(results.firing_E, results.tokens, thresholds_E, firing_rule(results.manifest))
+    return CooccurrenceFiring(
+        results.firing_E, results.tokens, thresholds_E, firing_rule(results.manifest)
+    )
 
 
 def pair_lookup(results: CooccurrenceResults, threshold: int) -> Callable[[Tensor, Tensor], Tensor]:

@@ -16,8 +16,8 @@ as the counts so both always describe the same checkpoint. ``activation_histogra
 counts each latent's non-zero activations in fixed log-spaced bins (``core/thresholds.py``,
 described by the manifest's ``activation_histogram``), to fit firing thresholds from later; the
 manifest's ``firing`` says when a latent counted as firing (``io/firing_thresholds.py``).
-``vocabulary.json`` holds the
-tokenizer's text of every token id, so a report shows contexts without the tokenizer.
+``vocabulary.json`` holds the tokenizer's text of every token id, so a report shows contexts
+without the tokenizer.
 
 Each safetensors file carries a copy of its manifest in its own header, so the one atomic rename
 of the tensor file replaces tensors and manifest together; the JSON beside it can lag one
@@ -60,6 +60,7 @@ from sae_hacking.io.firing_thresholds import (
     THRESHOLDS_FILE,
     describe_firing,
     firing_rule,
+    run_thresholds,
     same_firing,
 )
 
@@ -463,6 +464,8 @@ def open_mergeable(directories: list[Path], flag: str = "RUNS") -> list[Cooccurr
                     flag,
                     f"'{run.directory}' has {key}={run.manifest.get(key)!r}, '{runs[0].directory}' has {first.get(key)!r}",
                 )
+    for run in runs:  # each run's bars file matches its counts (checksum), so a copy is right
+        run_thresholds(run.directory, run.manifest, flag)
     return runs
 
 

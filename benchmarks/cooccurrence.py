@@ -25,8 +25,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sae_hacking.cooccurrence.run import active_of_batch, hook_acts
-from sae_hacking.core.cooccurrence import add_counts_
+from sae_hacking.cooccurrence.run import active_of_batch, encode_batch, firing_entries, hook_acts
+from sae_hacking.core.cooccurrence import add_counts_, add_entry_counts_
+from sae_hacking.core.thresholds import HISTOGRAM_BINS, histogram_otsu_thresholds
 from sae_hacking.core.triangle import triangle_size
 from sae_hacking.io.cooccurrence_results import save_counts, save_ever_cooccurred
 from sae_hacking.llm import iter_token_batches, tiny_model, tiny_sae
@@ -151,10 +152,25 @@ def loop_times(
         for batch in batches:
             add_counts_(counts_P, firing_E, active_of_batch(model, sae, HOOK, batch))
 
+    def histogram_counted(thresholds_E: torch.Tensor | None) -> torch.Tensor:
+        """The script's loop: histograms of every non-zero activation, pairs above the bars."""
+        counts_P = torch.zeros(triangle_size(width), dtype=torch.int32)
+        firing_E = torch.zeros(width, dtype=torch.int64)
+        histogram_ED = torch.zeros(width, HISTOGRAM_BINS, dtype=torch.int64)
+        with torch.inference_mode():
+            for batch in batches:
+                active_TE, acts_TE = encode_batch(model, sae, HOOK, batch)
+                token_D, latent_D = firing_entries(active_TE, acts_TE, histogram_ED, thresholds_E)
+                add_entry_counts_(counts_P, firing_E, token_D, latent_D, active_TE.shape[0])
+        return histogram_ED
+
+    bars_E = histogram_otsu_thresholds(histogram_counted(None))
     works: dict[str, Callable[[], object]] = {
         "forward": forward_only,
         "encode": encoded,
         "count": counted,
+        "histogram": lambda: histogram_counted(None),
+        "thresholds": lambda: histogram_counted(bars_E),
     }
     seconds = best_times(works, repeats, torch.device("cpu"))
     with torch.inference_mode():
@@ -177,7 +193,9 @@ def overhead_table(shapes: list[tuple[int, int]], prompts: int, repeats: int) ->
     labels = (
         ("forward", "forward pass to the hook"),
         ("encode", "+ SAE encode (which latents fire)"),
-        ("count", "+ pair scatter and firing counts (the script's loop)"),
+        ("count", "+ pair scatter and firing counts"),
+        ("histogram", "+ activation histograms (the script's loop)"),
+        ("thresholds", "+ histograms, pairs above fitted per-latent bars"),
     )
     for key, label in labels:
         cells = []
@@ -185,7 +203,7 @@ def overhead_table(shapes: list[tuple[int, int]], prompts: int, repeats: int) ->
             cost = seconds[key] / seconds["forward"] - 1
             cells += [f"{seconds[key]:.3f}", "" if key == "forward" else f"+{100 * cost:.0f}%"]
         table.add_row(label, *cells)
-    speeds = [[f"{tokens / seconds['count']:,.0f}", ""] for seconds, _, _ in results]
+    speeds = [[f"{tokens / seconds['histogram']:,.0f}", ""] for seconds, _, _ in results]
     table.add_row("tokens/s of the whole loop", *(cell for pair in speeds for cell in pair))
     return table
 
@@ -258,6 +276,9 @@ def main(
     loop_prompts: Annotated[int, typer.Option(help="prompts for the model loops")] = 256,
     repeats: Annotated[int, typer.Option(help="timed repeats; the best is shown")] = 5,
     memory_width: Annotated[int, typer.Option(help="SAE width for the memory measurement")] = 8192,
+    tables: Annotated[
+        str, typer.Option(help="which tables, comma-separated: memory, counting, loop")
+    ] = "memory,counting,loop",
     save_table: Annotated[
         Path | None, typer.Option(help="also write the tables here as text")
     ] = None,
@@ -266,9 +287,13 @@ def main(
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     console = Console(record=save_table is not None, width=200)
-    console.print(memory_table(memory_width, prompts * seq, l0))
-    console.print(counting_table(width, prompts, seq, l0, torch.device(device), repeats))
-    console.print(overhead_table([(64, 512), (256, 4096)], loop_prompts, repeats))
+    chosen = tables.split(",")
+    if "memory" in chosen:
+        console.print(memory_table(memory_width, prompts * seq, l0))
+    if "counting" in chosen:
+        console.print(counting_table(width, prompts, seq, l0, torch.device(device), repeats))
+    if "loop" in chosen:
+        console.print(overhead_table([(64, 512), (256, 4096)], loop_prompts, repeats))
     if save_table is not None:
         save_table.write_text(console.export_text())
 

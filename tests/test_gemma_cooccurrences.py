@@ -1,6 +1,4 @@
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,48 +12,22 @@ from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app
 from sae_hacking.io.bundle import load_manifest
 from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results, read_vocabulary
-from sae_hacking.llm import TINY_ABLATOR_ID, tiny_model, tiny_sae, tiny_tokenizer
-from tests.cooccurrence_setup import PROMPTS, assert_same_results, config, counts_of, write_corpus
+from sae_hacking.llm import tiny_tokenizer
+from tests.cooccurrence_setup import (
+    PROMPTS,
+    assert_same_results,
+    become_rank,
+    config,
+    counts_of,
+    free_port,
+    reference_counts,
+    write_corpus,
+)
 
 
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "corpus.txt", PROMPTS)
-
-
-def reference_counts(
-    prompts: list[str], max_tokens: int, contexts: dict[int, list]
-) -> tuple[dict[tuple[int, int], int], list[int], int]:
-    """Each prompt alone (no padding), token by token, pairs of firing latents counted in a dict;
-    every firing's (activation, prompt, position, token window) listed in ``contexts``."""
-    model = tiny_model()
-    sae = tiny_sae(model, TINY_ABLATOR_ID)
-    assert model.tokenizer is not None
-    pairs: dict[tuple[int, int], int] = {}
-    firing = [0] * sae.cfg.d_sae
-    tokens = 0
-    contexts.clear()
-    for prompt_index, prompt in enumerate(prompts):
-        ids = model.tokenizer(prompt, return_tensors="pt", truncation=True, max_length=max_tokens)[
-            "input_ids"
-        ]
-        _, cache = model.run_with_cache(ids, names_filter=["blocks.3.hook_resid_post"])
-        acts = sae.encode(cache["blocks.3.hook_resid_post"][0, 1:])  # position 0 is BOS
-        for position, token_acts in enumerate(acts, start=1):
-            tokens += 1
-            on = (token_acts > 0).nonzero().flatten().tolist()
-            window = [
-                int(ids[0, c]) if 0 <= c < ids.shape[1] else -1
-                for c in range(position - 8, position + 3)
-            ]
-            for e in on:
-                firing[e] += 1
-                seen = (float(token_acts[e].detach()), prompt_index, position, window)
-                contexts.setdefault(e, []).append(seen)
-            for x, i in enumerate(on):
-                for j in on[x + 1 :]:
-                    pairs[(i, j)] = pairs.get((i, j), 0) + 1
-    return pairs, firing, tokens
 
 
 def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_path: Path) -> None:
@@ -148,23 +120,8 @@ def test_merge_of_two_halves_equals_one_run_over_both(corpus: Path, tmp_path: Pa
 
 
 def _rank_main(rank: int, port: int, corpus: Path, out: Path) -> None:
-    os.environ.update(
-        {
-            "RANK": str(rank),
-            "WORLD_SIZE": "2",
-            "LOCAL_RANK": str(rank),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-        }
-    )
-    torch.set_num_threads(1)
+    become_rank(rank, port)
     run(config(corpus, out, batch_size=1, save_every=3))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Path) -> None:
@@ -172,7 +129,7 @@ def test_two_gloo_ranks_count_the_same_as_one_process(corpus: Path, tmp_path: Pa
     # fork: the ranks inherit the imported modules instead of importing them again (seconds each).
     mp.start_processes(
         _rank_main,
-        args=(_free_port(), corpus, tmp_path / "ranks"),
+        args=(free_port(), corpus, tmp_path / "ranks"),
         nprocs=2,
         join=True,
         start_method="fork",

@@ -65,6 +65,25 @@ CASES = [
         "512 exceeds the 256-token context of 'tiny'",
     ),
     (["--max-tokens-in-prompt", "1"], "--max-tokens-in-prompt", "no room for a token after BOS"),
+    (["--firing-threshold", "-1"], "--firing-threshold", "-1.0 must not be negative"),
+    (
+        ["--firing-threshold", "1", "--firing-thresholds-from", "{tmp}/empty"],
+        "--firing-threshold",
+        "not both",
+    ),
+    (["--firing-thresholds-from", "{tmp}/nowhere"], "--firing-thresholds-from", "does not exist"),
+    (["--firing-thresholds-from", "{tmp}/empty"], "--firing-thresholds-from", "holds no counts"),
+    (["--firing-thresholds-from", "{tmp}/corpus.txt"], "--firing-thresholds-from", "as JSON"),
+    (
+        ["--firing-thresholds-from", "{tmp}/three_bars.json"],
+        "--firing-thresholds-from",
+        "thresholds for 3 latents, the SAE has 512",
+    ),
+    (
+        ["--firing-thresholds-from", "{tmp}/negative_bar.json"],
+        "--firing-thresholds-from",
+        "negative or non-finite",
+    ),
 ]
 
 
@@ -75,6 +94,8 @@ def test_bad_input_is_one_line_naming_its_flag(
     write_corpus(tmp_path / "corpus.txt", PROMPTS)
     (tmp_path / "corpus.csv").write_text("text\nhello\n")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "three_bars.json").write_text('{"thresholds": [0.1, 0.2, 0.3]}')
+    (tmp_path / "negative_bar.json").write_text('{"thresholds": [0.1, -0.2]}')
     places = {"tmp": str(tmp_path)}
     if "{narrow_sae}" in extra:
         places["narrow_sae"] = str(saved_sae(tmp_path / "narrow", 32, "blocks.3.hook_resid_post"))
@@ -124,3 +145,22 @@ def test_merge_bad_inputs_are_one_line_naming_the_argument(
     assert_one_line_error(result, "--output-dir", "is a file")
     result = CliRunner().invoke(merge_app, [str(a), str(b), *out])
     assert result.exit_code == 0, result.output
+
+
+def test_thresholds_from_a_run_without_histograms_or_of_another_sae_are_refused(
+    finished: list[Path], tmp_path: Path
+) -> None:
+    a = finished[0]
+    old = tmp_path / "old"
+    old.mkdir()
+    tensors = read_tensors(a)
+    del tensors["activation_histogram"]
+    save_counts(old, tensors, read_manifest(a))
+    corpus = ["--dataset-path", str(tmp_path / "corpus.txt"), "--max-prompts", "2"]
+    args = ["--model", "tiny", "--device", "cpu", *corpus, "--output-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--firing-thresholds-from", str(old)])
+    assert_one_line_error(result, "--firing-thresholds-from", "kept no activation histograms")
+    other = ["--sae-id", "blocks.3.hook_resid_post/topk/512", "--firing-thresholds-from", str(a)]
+    result = CliRunner().invoke(app, [*args, *other])
+    assert_one_line_error(result, "--firing-thresholds-from", "counted sae_id")
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,6 @@ import torch
 from typer.testing import CliRunner
 
 from sae_hacking.config import ConfigError
-from sae_hacking.cooccurrence import run as cooccurrence_run
 from sae_hacking.cooccurrence.run import run
 from sae_hacking.core.triangle import triangle_size, unpack_bits
 from sae_hacking.errors import UserInputError
@@ -30,18 +29,16 @@ from sae_hacking.io.cooccurrence_results import (
 from tests.cooccurrence_setup import (
     MAX_TOKENS,
     PROMPTS,
+    Crash,
     assert_same_results,
     config,
+    counting_dies_at,
     counts_of,
     only_run_dir,
     write_corpus,
 )
 
 WIDTH = 512
-
-
-class Crash(Exception):
-    pass
 
 
 @pytest.fixture
@@ -52,21 +49,8 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def crashed(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A run (batches of 2, a checkpoint every 2) that dies counting its sixth batch."""
-    real = cooccurrence_run.add_counts_
-    calls = {"n": 0}
-
-    def dies_on_the_sixth_batch(
-        counts_P: torch.Tensor, firing_E: torch.Tensor, active_TE: torch.Tensor
-    ) -> None:
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise Crash
-        real(counts_P, firing_E, active_TE)
-
-    monkeypatch.setattr(cooccurrence_run, "add_counts_", dies_on_the_sixth_batch)
-    with pytest.raises(Crash):
+    with counting_dies_at(monkeypatch, 6), pytest.raises(Crash):
         run(config(corpus, tmp_path / "broken", batch_size=2, save_every=2))
-    monkeypatch.setattr(cooccurrence_run, "add_counts_", real)
     return only_run_dir(tmp_path / "broken")
 
 

@@ -9,15 +9,19 @@ from sae_hacking.core.ablation import (
 )
 
 
-def reference_choice(acts_BSE, counted_BS, k, ablatable_E, selected):
-    """Loop version: sum counted tokens, skip excluded latents, keep the k largest that fired."""
+def reference_choice(acts_BSE, counted_BS, k, ablatable_E, selected, thresholds=None):
+    """Loop version: sum counted tokens (activations above ``thresholds``, default 0), skip
+    excluded latents, keep the k largest that fired."""
+    bars = [0.0] * acts_BSE.shape[2] if thresholds is None else thresholds
     out = []
     for b in range(acts_BSE.shape[0]):
         sums = {}
         for e in range(acts_BSE.shape[2]):
             if ablatable_E[e]:
                 sums[e] = sum(
-                    float(acts_BSE[b, s, e]) for s in range(acts_BSE.shape[1]) if counted_BS[b, s]
+                    float(acts_BSE[b, s, e])
+                    for s in range(acts_BSE.shape[1])
+                    if counted_BS[b, s] and float(acts_BSE[b, s, e]) > bars[e]
                 )
         top = sorted(sums, key=lambda e: -sums[e])[:k]
         top = [e for e in top if sums[e] > 0]
@@ -44,6 +48,25 @@ def test_choice_matches_loop_reference_skipping_pads_bos_and_excluded_latents() 
             assert got == top
             assert bool(choice.chosen_B[b]) == chosen
     assert not bool(choice.valid_BK[1].any())
+
+
+def test_choice_above_firing_thresholds_matches_the_loop_reference() -> None:
+    gen = torch.Generator().manual_seed(1)
+    acts_BSE = torch.relu(torch.randn(6, 7, 30, generator=gen) - 0.5)
+    counted_BS = torch.rand(6, 7, generator=gen) > 0.3
+    ablatable_E = torch.ones(30, dtype=torch.bool)
+    thresholds_E = torch.rand(30, generator=gen) * 1.5
+    none = torch.tensor([], dtype=torch.long)
+    choice = choose_ablations(acts_BSE, counted_BS, 4, ablatable_E, none, thresholds_E)
+    expected = reference_choice(acts_BSE, counted_BS, 4, ablatable_E, [], thresholds_E.tolist())
+    plain = choose_ablations(acts_BSE, counted_BS, 4, ablatable_E, none)
+    assert not torch.equal(plain.latents_BK, choice.latents_BK)  # the bars change the choice
+    for b, (top, chosen) in enumerate(expected):
+        got = sorted(
+            int(e) for e, ok in zip(choice.latents_BK[b], choice.valid_BK[b], strict=True) if ok
+        )
+        assert got == top
+        assert bool(choice.chosen_B[b]) == chosen
 
 
 def test_deltas_are_activation_times_direction_and_zero_where_not_fired() -> None:

@@ -222,6 +222,7 @@ def batched_ablation_effects(
     max_batch_ablations: int,
     transformer_lens_blocks: bool = False,
     effect_space: str = "latents",
+    firing_thresholds_E: Float[Tensor, " E"] | None = None,
 ) -> tuple[AblationChoice, Iterator[AblationChunk]]:
     """Choose each prompt's ablations and yield their effects in chunks of at most ``max_batch_ablations``.
 
@@ -239,7 +240,12 @@ def batched_ablation_effects(
         model, plan, ablator, reader, tokens_BS, attention_mask_BS, extra, effect_space
     )
     choice = choose_ablations(
-        clean.ablator_acts_BSE, counted_BS, k, ablatable_E.to(tokens_BS.device), selected_D
+        clean.ablator_acts_BSE,
+        counted_BS,
+        k,
+        ablatable_E.to(tokens_BS.device),
+        selected_D,
+        firing_thresholds_E,
     )
     prompt_X, latent_X = ablation_rows(choice)
     positions_S = torch.arange(tokens_BS.shape[1], device=tokens_BS.device)

@@ -38,7 +38,7 @@ from sae_hacking.ablation.sites import plan_for
 from sae_hacking.config import ConfigError, read_saved_options, resumed
 from sae_hacking.core.ablation import ablatable_latents
 from sae_hacking.devices import command_line, resolve_device
-from sae_hacking.io.ablation_sources import read_firing_counts
+from sae_hacking.io.ablation_sources import CooccurrenceFiring, read_firing
 from sae_hacking.io.atomic import atomic_write_json, remove_stale_temporaries
 from sae_hacking.io.bundle import damaged
 from sae_hacking.io.effects import (
@@ -121,11 +121,11 @@ def _prompts_done(rank_dir: Path) -> int:
     return int(json.loads((rank_dir / MANIFEST).read_text(encoding="utf-8"))["prompts_done"])
 
 
-def _firing(config: SelectiveAblationConfig) -> tuple[torch.Tensor, int] | None:
+def _firing(config: SelectiveAblationConfig) -> CooccurrenceFiring | None:
     if config.cooccurrence_dir is None:
         return None
     assert config.ablator_sae_release is not None and config.ablator_sae_id is not None
-    return read_firing_counts(
+    return read_firing(
         config.cooccurrence_dir, config.model, config.ablator_sae_release, config.ablator_sae_id
     )
 
@@ -195,7 +195,9 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
             f"{config.abridge_ablations_to} exceeds the ablator's {width} latents",
         )
     firing = _firing(config)
-    firing_counts, n_tokens = firing if firing is not None else (None, 0)
+    firing_counts, n_tokens = (firing.firing_E, firing.tokens) if firing else (None, 0)
+    # Latents fire above the co-occurrence run's bars, so both steps agree on which fired.
+    thresholds_E = None if firing is None else firing.thresholds_E
     if firing_counts is not None and firing_counts.shape[0] != width:
         raise ConfigError(
             "cooccurrence_dir",
@@ -222,8 +224,13 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
         width_Y = effect_width(reader, config.effect_space)
         reader_info |= {"sae_width": reader_info["width"], "width": width_Y}
         reader_info |= {"effect_space": config.effect_space}
+        ablator_info = _sae_description(config.ablator_sae_release, config.ablator_sae_id, ablator)
+        if thresholds_E is not None:
+            assert firing is not None
+            ablator_info["firing"] = firing.rule
+            thresholds_E = thresholds_E.to(device)
         info = StoreInfo(
-            _sae_description(config.ablator_sae_release, config.ablator_sae_id, ablator),
+            ablator_info,
             reader_info,
             config.model,
         )
@@ -284,6 +291,7 @@ def _run(config: SelectiveAblationConfig, ranks: RankInfo, device: torch.device)
                     selected_D,
                     config.max_batch_ablations,
                     effect_space=config.effect_space,
+                    firing_thresholds_E=thresholds_E,
                 )
                 for chunk in chunks:
                     accumulator.add(chunk.latents_K, chunk.effects_KY)

@@ -18,6 +18,7 @@ from torch import Tensor
 from sae_hacking.config import ConfigError
 from sae_hacking.cooccurrence.config import CooccurrenceConfig
 from sae_hacking.cooccurrence.contexts import CONTEXT_AFTER, CONTEXT_BEFORE, TopContexts, merge_top
+from sae_hacking.core.thresholds import HISTOGRAM_BINS, histogram_layout
 from sae_hacking.core.triangle import triangle_size
 from sae_hacking.io.cooccurrence_results import (
     ROWS,
@@ -29,6 +30,7 @@ from sae_hacking.io.cooccurrence_results import (
     save_ever_cooccurred,
     write_vocabulary,
 )
+from sae_hacking.io.firing_thresholds import HISTOGRAM
 from sae_hacking.llm.distributed import RankInfo, barrier
 from sae_hacking.llm.options import corpus_of
 from sae_hacking.llm.saes import sae_hook_name
@@ -40,6 +42,10 @@ class Counter:
 
     counts: Tensor
     firing_E: Tensor
+    # Each latent's non-zero activations in the bins of core/thresholds.py (D: bins), int64.
+    histogram_ED: Tensor
+    # When a latent counted as firing (io/firing_thresholds.py).
+    firing_rule: dict[str, Any]
     prompts: int = 0
     tokens: int = 0
     prompts_before: int = 0
@@ -54,6 +60,7 @@ def manifest_of(
     dtype: torch.dtype,
     progress: list[dict[str, int]],
     complete: bool,
+    counter_rule: dict[str, Any],
 ) -> dict[str, Any]:
     """What a checkpoint's manifest says: layout, sizes, provenance and each rank's progress."""
     return {
@@ -73,6 +80,8 @@ def manifest_of(
         "batch_size": config.batch_size,
         "count_bos": config.count_bos,
         "top_contexts": config.top_contexts,
+        "firing": counter_rule,
+        "activation_histogram": histogram_layout(),
         "context_window": [CONTEXT_BEFORE, CONTEXT_AFTER] if config.top_contexts else None,
         "world": ranks.world,
         "progress": progress,
@@ -104,19 +113,25 @@ def checkpoint(
     (collective); the tokenizer's vocabulary goes beside them once, to show the contexts."""
     progress = _gather_progress(counter, ranks)
     if ranks.world > 1:
-        for tensor in (counter.counts, counter.firing_E):
+        for tensor in (counter.counts, counter.firing_E, counter.histogram_ED):
             dist.reduce(tensor, dst=0)
             if not ranks.is_main:
                 tensor.zero_()
         if counter.top is not None:
             counter.top = _gathered_top(counter.top, ranks)
     if ranks.is_main:
-        manifest = manifest_of(config, sae, ranks, counter.counts.dtype, progress, complete)
+        manifest = manifest_of(
+            config, sae, ranks, counter.counts.dtype, progress, complete, counter.firing_rule
+        )
         key = "row_counts" if config.rows else "pair_counts"
         if not config.rows:
             # Bits first: a reader trusts them only once the counts of the same checkpoint follow.
             save_ever_cooccurred(run_dir, counter.counts, manifest)
-        tensors = {key: counter.counts, "firing_counts": counter.firing_E}
+        tensors = {
+            key: counter.counts,
+            "firing_counts": counter.firing_E,
+            HISTOGRAM: counter.histogram_ED,
+        }
         if counter.top is not None:
             if not has_vocabulary(run_dir):
                 write_vocabulary(run_dir, token_strings(tokenizer))
@@ -161,12 +176,15 @@ def start_counter(
     dtype: torch.dtype,
     device: torch.device,
     ranks: RankInfo,
+    firing_rule: dict[str, Any],
 ) -> Counter:
     """Fresh accumulators, or on resume this rank's progress and (rank 0) the saved counts."""
     shape = (len(config.rows), width) if config.rows else (triangle_size(width),)
     counter = Counter(
         torch.zeros(shape, dtype=dtype, device=device),
         torch.zeros(width, dtype=torch.int64, device=device),
+        torch.zeros(width, HISTOGRAM_BINS, dtype=torch.int64, device=device),
+        firing_rule,
     )
     if config.top_contexts:
         counter.top = TopContexts.empty(width, config.top_contexts, device)
@@ -180,6 +198,7 @@ def start_counter(
         saved = read_tensors(config.resume)
         counter.counts.copy_(saved[key])
         counter.firing_E.copy_(saved["firing_counts"])
+        counter.histogram_ED.copy_(saved[HISTOGRAM])
         if counter.top is not None:
             counter.top = TopContexts.of(saved).to(device)
     return counter
@@ -192,6 +211,12 @@ def check_resumable(resume: Path, ranks: RankInfo, top_contexts: int) -> None:
     Every other setting comes from the run's saved config (``config.resumed``).
     """
     saved = read_manifest(resume)
+    if HISTOGRAM not in saved.get("tensors", {}):
+        raise ConfigError(
+            "resume",
+            f"'{resume}' was counted by an older version without activation histograms; "
+            "count it again from the start",
+        )
     kept = int(saved.get("top_contexts") or 0)
     if kept != top_contexts:
         raise ConfigError(

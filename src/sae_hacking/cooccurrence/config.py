@@ -71,6 +71,18 @@ class CooccurrenceConfig:
         "keep each latent's this many top-activating contexts, shown by look_for_pairs.py (0: none)",
         check=non_negative,
     )
+    firing_threshold: float | None = option(
+        None,
+        "count a latent as firing only where its activation is above this (for SAEs with no "
+        "threshold of their own: top-k, BatchTopK)",
+        check=non_negative,
+    )
+    firing_thresholds_from: Path | None = option(
+        None,
+        "count a latent as firing only above its own bar: Otsu's split of its activation "
+        "histogram in this earlier gemma_cooccurrences.py run of the same SAE, or the bars of a "
+        "firing_thresholds.json; saved as firing_thresholds.json in the run",
+    )
     count_dtype: str = option(
         "auto",
         "auto (int32 when --max-tokens keeps counts below 2^31), int32 or int64",
@@ -90,6 +102,10 @@ class CooccurrenceConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        if self.firing_threshold is not None and self.firing_thresholds_from is not None:
+            raise ConfigError(
+                "firing_threshold", "give --firing-threshold or --firing-thresholds-from, not both"
+            )
         if self.count_dtype == "int32" and self.max_tokens == 0:
             raise ConfigError("count_dtype", "int32 needs a --max-tokens limit below 2^31")
 

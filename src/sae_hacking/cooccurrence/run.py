@@ -8,7 +8,7 @@ a resumed run sees exactly the batches an uninterrupted one would and reaches th
 """
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,18 @@ from sae_hacking.cooccurrence.checkpoint import (
 )
 from sae_hacking.cooccurrence.config import DEFAULT_PROMPT_TOKENS, CooccurrenceConfig
 from sae_hacking.cooccurrence.contexts import batch_top, merge_top
-from sae_hacking.core.cooccurrence import add_counts_, add_row_counts_
+from sae_hacking.core.cooccurrence import active_entries, add_entry_counts_, add_row_counts_
+from sae_hacking.core.thresholds import add_activation_histogram_
 from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import append_jsonl, remove_stale_temporaries
-from sae_hacking.io.cooccurrence_results import COUNTS, has_results
+from sae_hacking.io.cooccurrence_results import COUNTS, has_results, read_manifest
+from sae_hacking.io.firing_thresholds import (
+    POSITIVE,
+    global_rule,
+    load_thresholds,
+    run_thresholds,
+    write_thresholds,
+)
 from sae_hacking.io.rundir import (
     default_output_dir,
     jsonable,
@@ -91,6 +99,21 @@ def encode_batch(
     acts = hook_acts(model, hook_name, batch)
     x_TM = acts.reshape(*acts.shape[:2], -1)[batch.counted_BS]
     return firing_and_activations(sae, x_TM)
+
+
+def firing_entries(
+    active_TE: Tensor, acts_TE: Tensor, histogram_ED: Tensor, thresholds_E: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Token and latent of each entry that counts as firing (active and, with bars, above its
+    latent's bar), in row-major order; every active entry's activation is added to the
+    histograms first, so a thresholded run keeps the histograms of all non-zero activations."""
+    token_D, latent_D = active_entries(active_TE)
+    values_D = acts_TE[token_D, latent_D].float()
+    add_activation_histogram_(histogram_ED, latent_D, values_D)
+    if thresholds_E is None:
+        return token_D, latent_D
+    above_D = values_D > thresholds_E[latent_D]
+    return token_D[above_D], latent_D[above_D]
 
 
 def active_of_batch(
@@ -182,10 +205,44 @@ def run(config: CooccurrenceConfig) -> Path:
         shutdown(ranks)
 
 
+@dataclass(frozen=True)
+class FiringBars:
+    """When a latent counts as firing: above ``thresholds_E`` (None: activation > 0), by ``rule``
+    (see io/firing_thresholds.py)."""
+
+    thresholds_E: Tensor | None
+    rule: dict[str, Any]
+
+
+def firing_bars(config: CooccurrenceConfig, sae: SAE[Any], device: torch.device) -> FiringBars:
+    """The firing rule of this run: the flags', or on resume the run's own (its saved bars)."""
+    width = sae.cfg.d_sae
+    if config.resume is not None:
+        manifest = read_manifest(config.resume)
+        thresholds_E = run_thresholds(config.resume, manifest, "--resume")
+        rule = manifest.get("firing", POSITIVE)
+    elif config.firing_threshold is not None:
+        thresholds_E = torch.full((width,), config.firing_threshold)
+        rule = global_rule(config.firing_threshold)
+    elif config.firing_thresholds_from is not None:
+        sae_of = {
+            "model": config.model,
+            "sae_id": config.ablator_id,
+            "hook_name": sae_hook_name(sae),
+        }
+        thresholds_E, rule = load_thresholds(
+            config.firing_thresholds_from, sae_of, width, "--firing-thresholds-from"
+        )
+    else:
+        thresholds_E, rule = None, POSITIVE
+    return FiringBars(None if thresholds_E is None else thresholds_E.to(device), rule)
+
+
 def _load_checked(
     config: CooccurrenceConfig, device: torch.device
-) -> tuple[HookedSAETransformer, SAE[Any]]:
-    """Model and SAE, every name and pairing checked before any download that can be avoided."""
+) -> tuple[HookedSAETransformer, SAE[Any], FiringBars]:
+    """Model, SAE and firing rule, every name and pairing checked before any download that can be
+    avoided."""
     if config.release != TINY_RELEASE and not Path(config.release).is_dir():
         check_release_id(config.release, config.ablator_id)
     model = load_model(config.model, device, parse_dtype(config.dtype))
@@ -204,27 +261,27 @@ def _load_checked(
         f"a batch of {config.batch_size:,} prompts",
         free_memory_bytes(device),
     )
-    return model, sae
+    return model, sae, firing_bars(config, sae, device)
 
 
 def _run(config: CooccurrenceConfig, ranks: RankInfo, device: torch.device) -> Path:
     corpus = corpus_of(config)
     check_corpus(corpus)
-    model, sae = _load_checked(config, device)
+    model, sae, firing = _load_checked(config, device)
     if config.resume is not None:
         check_resumable(config.resume, ranks, config.top_contexts)
         if ranks.is_main:
             remove_stale_temporaries(config.resume)
-        return _count(config, ranks, device, model, sae, config.resume)
+        return _count(config, ranks, device, model, sae, firing, config.resume)
     # The run directory is made only once every input has been checked, and removed again if the
     # corpus is refused while streaming before anything beside its config was written.
     run_dir = main_rank_makes(
         ranks, lambda: make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
     )
     if not ranks.is_main:
-        return _count(config, ranks, device, model, sae, run_dir)
+        return _count(config, ranks, device, model, sae, firing, run_dir)
     with removed_unless_used(run_dir):
-        return _count(config, ranks, device, model, sae, run_dir)
+        return _count(config, ranks, device, model, sae, firing, run_dir)
 
 
 def _total_tokens(tokens: int, ranks: RankInfo, device: torch.device) -> int:
@@ -241,6 +298,7 @@ def _count(
     device: torch.device,
     model: HookedSAETransformer,
     sae: SAE[Any],
+    firing: FiringBars,
     run_dir: Path,
 ) -> Path:
     corpus = corpus_of(config)
@@ -249,9 +307,12 @@ def _count(
     dtype = getattr(torch, config.choose_count_dtype(ranks.world))
     if ranks.is_main and config.resume is None:
         write_config(run_dir, config, command_line())
+        if firing.rule["rule"] == "per_latent":
+            assert firing.thresholds_E is not None
+            write_thresholds(run_dir, firing.thresholds_E, firing.rule)
     # On resume the saved counts are read (and checked) before the resume is recorded, so a
     # damaged checkpoint is refused without touching the run.
-    counter = start_counter(config, width, dtype, device, ranks)
+    counter = start_counter(config, width, dtype, device, ranks, firing.rule)
     if ranks.is_main and config.resume is not None:
         append_jsonl(
             run_dir / "resumes.jsonl", {"config": jsonable(config), "command": command_line()}
@@ -282,6 +343,11 @@ def _count(
             if batch is not None:
                 batch = batch.to(device)
                 active_TE, acts_TE = encode_batch(model, sae, hook_name, batch)
+                token_D, latent_D = firing_entries(
+                    active_TE, acts_TE, counter.histogram_ED, firing.thresholds_E
+                )
+                if firing.thresholds_E is not None and (config.top_contexts or config.rows):
+                    active_TE = active_TE & (acts_TE.float() > firing.thresholds_E)
                 if config.top_contexts:
                     add_batch_contexts(
                         counter, active_TE, acts_TE, batch, ranks, config.top_contexts
@@ -290,7 +356,8 @@ def _count(
                 if config.rows:
                     add_row_counts_(counter.counts, counter.firing_E, active_TE, rows_R)
                 else:
-                    add_counts_(counter.counts, counter.firing_E, active_TE)
+                    n_tokens = active_TE.shape[0]
+                    add_entry_counts_(counter.counts, counter.firing_E, token_D, latent_D, n_tokens)
                 counter.prompts += batch.n_prompts
                 counter.tokens += int(batch.counted_BS.sum())
             step += 1

@@ -29,14 +29,18 @@ def choose_ablations(
     k: int,
     ablatable_E: Bool[Tensor, " E"],
     selected_D: Int[Tensor, " D"],
+    firing_thresholds_E: Float[Tensor, " E"] | None = None,
 ) -> AblationChoice:
-    """Each prompt's top-``k`` ablatable latents by activation summed over counted tokens.
+    """Each prompt's top-``k`` ablatable latents by activation summed over counted tokens (with
+    ``firing_thresholds_E``, only activations above each latent's bar count).
 
     A latent whose summed activation is 0 never fired there, so ablating it changes nothing: such
     slots are marked invalid instead of being ablated and counted (the original counted them). A
     prompt is chosen when one of ``selected_D`` is among its valid latents (all prompts when
     ``selected_D`` is empty).
     """
+    if firing_thresholds_E is not None:
+        acts_BSE = acts_BSE * (acts_BSE > firing_thresholds_E.to(acts_BSE.device))
     summed_BE = (acts_BSE * counted_BS[..., None].to(acts_BSE.dtype)).sum(dim=1)
     summed_BE = summed_BE.masked_fill(~ablatable_E, -1.0)
     values_BK, latents_BK = summed_BE.topk(k, dim=-1, sorted=True)

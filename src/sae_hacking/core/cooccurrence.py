@@ -113,10 +113,24 @@ def add_counts_(
 ) -> None:
     """Add 1 to ``counts_P`` at every pair (i < j) of latents active on the same token, and each
     latent's active tokens to ``firing_E``."""
-    n_tokens, width = active_TE.shape
+    token_D, latent_D = active_entries(active_TE)
+    add_entry_counts_(counts_P, firing_E, token_D, latent_D, active_TE.shape[0], max_pairs)
+
+
+@jaxtyped(typechecker=beartype)
+def add_entry_counts_(
+    counts_P: Int[Tensor, " P"],
+    firing_E: Int[Tensor, " E"],
+    token_D: Int[Tensor, " D"],
+    latent_D: Int[Tensor, " D"],
+    n_tokens: int,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+) -> None:
+    """``add_counts_`` from the active entries (token, latent) of ``n_tokens`` tokens, listed in
+    row-major order as ``active_entries`` gives them (or any subset of those, in the same order)."""
+    width = firing_E.shape[0]
     if counts_P.shape[0] != width * (width - 1) // 2:
         raise ValueError(f"counts hold {counts_P.shape[0]} pairs, not those of {width} latents")
-    token_D, latent_D = active_entries(active_TE)
     firing_E += torch.bincount(latent_D, minlength=width)
     if latent_D.shape[0] == 0:
         return

@@ -1,11 +1,13 @@
 """What selective ablation and the pair search read from a co-occurrence run.
 
-Adapter over ``io.cooccurrence_results``: firing counts (for --exclude-latent-threshold) and a
-pair lookup (for --cooccurrence-threshold), after checking that the run counted the same model
-and ablator SAE as the ablation it is used with.
+Adapter over ``io.cooccurrence_results``: firing counts (for --exclude-latent-threshold), the
+run's firing thresholds (so the ablation's choice of firing latents agrees with the counts) and a
+pair lookup (for --cooccurrence-threshold), after checking that the run counted the same model,
+ablator SAE and firing rule as the ablation it is used with.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,12 @@ from sae_hacking.io.cooccurrence_results import (
     TRIANGLE,
     CooccurrenceResults,
     load_cooccurrence,
+)
+from sae_hacking.io.firing_thresholds import (
+    describe_firing,
+    firing_rule,
+    run_thresholds,
+    same_firing,
 )
 
 FLAG = "--cooccurrence-dir"
@@ -43,8 +51,11 @@ def open_cooccurrence(
     sae_id: str,
     width: int | None = None,
     hook_name: str | None = None,
+    ablator: dict[str, Any] | None = None,
 ) -> CooccurrenceResults:
-    """A finished co-occurrence run of exactly this model and ablator SAE, or a one-line error."""
+    """A finished co-occurrence run of exactly this model and ablator SAE (and, given the
+    ``ablator`` an ablation run describes, of the firing rule it chose latents by), or a one-line
+    error."""
     results = load_cooccurrence(directory, FLAG)
     manifest = results.manifest
     wanted: dict[str, Any] = {"model": model, "sae_id": sae_id}
@@ -67,15 +78,37 @@ def open_cooccurrence(
         )
     if results.firing_E.shape[0] != results.width:
         raise UserInputError(FLAG, f"'{directory}' has firing counts of the wrong length")
+    if ablator is not None:
+        counted, chosen = firing_rule(manifest), firing_rule(ablator)
+        if not same_firing(counted, chosen):
+            raise UserInputError(
+                FLAG,
+                f"'{directory}' counted firing as {describe_firing(counted)}, the ablation chose "
+                f"latents firing as {describe_firing(chosen)}; give gemma_selective_ablate.py "
+                "this co-occurrence run as --cooccurrence-dir",
+            )
     return results
 
 
-def read_firing_counts(
-    directory: Path, model: str, release: str, sae_id: str
-) -> tuple[Tensor, int]:
-    """Per-latent firing counts and tokens counted, from a gemma_cooccurrences.py run."""
+@dataclass(frozen=True)
+class CooccurrenceFiring:
+    """What an ablation reads of a co-occurrence run: per-latent firing counts over ``tokens``
+    tokens, and the bars above which a latent counted as firing (None: activation > 0) by
+    ``rule`` (io/firing_thresholds.py)."""
+
+    firing_E: Tensor
+    tokens: int
+    thresholds_E: Tensor | None
+    rule: dict[str, Any]
+
+
+def read_firing(directory: Path, model: str, release: str, sae_id: str) -> CooccurrenceFiring:
+    """Firing counts, tokens counted and firing thresholds, from a gemma_cooccurrences.py run."""
     results = open_cooccurrence(directory, model, release, sae_id)
-    return results.firing_E, results.tokens
+    thresholds_E = run_thresholds(directory, results.manifest, FLAG)
+    return CooccurrenceFiring(
+        results.firing_E, results.tokens, thresholds_E, firing_rule(results.manifest)
+    )
 
 
 def pair_lookup(results: CooccurrenceResults, threshold: int) -> Callable[[Tensor, Tensor], Tensor]:

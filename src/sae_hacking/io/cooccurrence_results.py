@@ -12,8 +12,12 @@ Both carry ``firing_counts`` [E] (int64): the tokens on which each latent fired,
 ``--top-contexts k`` each latent's best k contexts (``cooccurrence/contexts.py``): ``top_activations``
 [E, k], ``top_prompts`` and ``top_positions`` [E, k] (prompt -1: empty slot) and ``top_tokens``
 [E, k, 11] (the ids of 8 tokens before to 2 after, -1 outside the prompt), saved in the same file
-as the counts so both always describe the same checkpoint. ``vocabulary.json`` holds the
-tokenizer's text of every token id, so a report shows contexts without the tokenizer.
+as the counts so both always describe the same checkpoint. ``activation_histogram`` [E, 192] (int64)
+counts each latent's non-zero activations in fixed log-spaced bins (``core/thresholds.py``,
+described by the manifest's ``activation_histogram``), to fit firing thresholds from later; the
+manifest's ``firing`` says when a latent counted as firing (``io/firing_thresholds.py``).
+``vocabulary.json`` holds the tokenizer's text of every token id, so a report shows contexts
+without the tokenizer.
 
 Each safetensors file carries a copy of its manifest in its own header, so the one atomic rename
 of the tensor file replaces tensors and manifest together; the JSON beside it can lag one
@@ -41,7 +45,7 @@ from torch import Tensor
 from sae_hacking.cooccurrence.contexts import CONTEXT_BEFORE, KEYS, NONE, TopContexts, merge_top
 from sae_hacking.core.triangle import BITS_PER_WORD, bits_at, pack_bits, pair_index, triangle_size
 from sae_hacking.errors import UserInputError
-from sae_hacking.io.atomic import atomic_write, atomic_write_json
+from sae_hacking.io.atomic import atomic_write, atomic_write_json, atomic_write_text
 from sae_hacking.io.bundle import (
     MANIFEST_FORMAT,
     bundle_paths,
@@ -50,6 +54,14 @@ from sae_hacking.io.bundle import (
     read_header,
     read_json_object,
     verify_file,
+)
+from sae_hacking.io.firing_thresholds import (
+    HISTOGRAM,
+    THRESHOLDS_FILE,
+    describe_firing,
+    firing_rule,
+    run_thresholds,
+    same_firing,
 )
 
 COUNTS = "counts"
@@ -173,6 +185,22 @@ def check_counts(path: Path, manifest: dict[str, Any], flag: str) -> None:
                 f"{int(counts_J[j])} tokens, more often than one of them fired "
                 f"({int(bound_J[j])}); the file is damaged",
             )
+    if HISTOGRAM in manifest.get("tensors", {}):
+        _check_histogram(path, np.asarray(memmap_tensor(path, HISTOGRAM, flag)), firing, flag)
+
+
+def _check_histogram(path: Path, histogram: np.ndarray, firing: np.ndarray, flag: str) -> None:
+    """Every firing is a non-zero activation, so a latent's histogram holds at least its firings."""
+    if histogram.ndim != 2 or histogram.shape[0] != firing.shape[0]:
+        raise damaged(flag, path, f"activation histograms of shape {list(histogram.shape)}")
+    held = histogram.sum(axis=1)
+    if histogram.min(initial=0) < 0 or (held < firing).any():
+        latent = int(np.argmax((held < firing) | (histogram < 0).any(axis=1)))
+        raise UserInputError(
+            flag,
+            f"'{path}' is impossible: latent {latent} fired on {int(firing[latent])} tokens but "
+            f"its activation histogram holds {int(held[latent])}; the file is damaged",
+        )
 
 
 def has_vocabulary(directory: Path) -> bool:
@@ -342,6 +370,14 @@ class CooccurrenceResults:
             found[latent] = contexts
         return found
 
+    def activation_histogram(self) -> Int[Tensor, "E D"] | None:
+        """Each latent's non-zero activations in the bins of core/thresholds.py (D: bins), or None
+        for a run counted before they were kept."""
+        if HISTOGRAM not in self.manifest.get("tensors", {}):
+            return None
+        path = bundle_paths(self.directory, COUNTS)[0]
+        return torch.from_numpy(np.array(memmap_tensor(path, HISTOGRAM, self.flag)))
+
     def lookup(self) -> Callable[[Tensor, Tensor], Tensor]:
         """``(first_P, second_P) -> counts_P``, the pair search's co-occurrence lookup."""
         return self.pair_counts
@@ -396,6 +432,7 @@ MERGE_KEYS = (
     "count_bos",
     "top_contexts",
     "context_window",
+    "activation_histogram",
 )
 
 
@@ -414,12 +451,21 @@ def open_mergeable(directories: list[Path], flag: str = "RUNS") -> list[Cooccurr
     runs = [load_cooccurrence(d, flag=flag) for d in directories]
     first = runs[0].manifest
     for run in runs[1:]:
+        if not same_firing(firing_rule(run.manifest), firing_rule(first)):
+            raise UserInputError(
+                flag,
+                f"'{run.directory}' counted firing as {describe_firing(firing_rule(run.manifest))}, "
+                f"'{runs[0].directory}' as {describe_firing(firing_rule(first))}; merge runs "
+                "counted at the same thresholds",
+            )
         for key in MERGE_KEYS:
             if run.manifest.get(key) != first.get(key):
                 raise UserInputError(
                     flag,
                     f"'{run.directory}' has {key}={run.manifest.get(key)!r}, '{runs[0].directory}' has {first.get(key)!r}",
                 )
+    for run in runs:  # each run's bars file matches its counts (checksum), so a copy is right
+        run_thresholds(run.directory, run.manifest, flag)
     return runs
 
 
@@ -451,6 +497,12 @@ def merge_results(directories: list[Path], output: Path, flag: str = "RUNS") -> 
         "complete": True,
     }
     tensors = {key: total, "firing_counts": firing}
+    if first.get("activation_histogram") is not None:
+        histograms = [run.activation_histogram() for run in runs]
+        tensors[HISTOGRAM] = torch.stack([h for h in histograms if h is not None]).sum(0)
+    if firing_rule(first)["rule"] == "per_latent":
+        bars = (runs[0].directory / THRESHOLDS_FILE).read_text(encoding="utf-8")
+        atomic_write_text(output / THRESHOLDS_FILE, bars)
     if runs[0].top_k:
         tensors.update(_merged_top(runs).tensors())
         write_vocabulary(output, read_vocabulary(runs[0].directory, flag))

@@ -76,6 +76,7 @@ def _open_inputs(
         sae_id=ablator["id"],
         width=width,
         hook_name=ablator.get("hook"),
+        ablator=ablator,
     )
     return sources, manifests, results
 

@@ -108,6 +108,8 @@ def hierarchy_truth(
     pairs = frozenset(ordered(p.parent_latent, p.absorbing_latent) for p in found)
     hierarchy = {
         "hierarchy_absorption": summary,
+        "main_latent_of_feature": latent_of,
+        "parents": detail["parents"],
         "child_absorbers": detail["absorbers"],
     }
     return GroundTruth(pairs, tuple(found), summary["absorption_fraction"], hierarchy)

@@ -55,6 +55,8 @@ def test_the_truth_is_the_synthetic_hierarchy_s_measured_child_absorbers(
         assert absorbers[pair["parent_feature"], pair["absorbing_latent"]] >= 0.2
         assert 0 <= pair["parent_latent"] < 16 and 0 <= pair["absorbing_latent"] < 16
     assert hunt["hierarchy_absorption"]["parents_scored"] == 4 * 4  # roots and their children
+    # The default firing bar: half the mean magnitude (SynthSAEBench's run from 5 to 4).
+    assert hunt["ablator"]["firing_threshold"] == pytest.approx(2.25)
 
 
 def test_the_ranked_hunt_beats_decoder_cosine_and_co_occurrence_on_a_synthetic_model(
@@ -84,6 +86,14 @@ def test_the_ranked_hunt_beats_decoder_cosine_and_co_occurrence_on_a_synthetic_m
         (
             ["--synthetic-model", "MODEL", "--hierarchy", "5x3"],
             "--hierarchy: give --hierarchy or --synthetic-model, not both",
+        ),
+        (
+            ["--synthetic-model", "MODEL", "--hierarchy", "25x3"],  # given, though the default
+            "--hierarchy: give --hierarchy or --synthetic-model, not both",
+        ),
+        (
+            ["--synthetic-model", "synth-sae-bench-1k", "--model-dim", "64"],
+            "--model-dim: 64 contradicts the synthetic model's hidden size 128",
         ),
         (
             ["--synthetic-model", "synth-sae-bench-16k", "--ablator-width", "1000000"],

@@ -80,7 +80,8 @@ def synthetic_source(config: HuntConfig, device: torch.device) -> SyntheticSourc
     from sae_hacking.toy.experiments.synthetic.run import make_source
 
     assert config.synthetic_model is not None
+    config.check_given_beside_model(None)  # before a model is built or downloaded
     model = load_synthetic_model(config.synthetic_model, str(device), flag="--synthetic-model")
     source = make_source(model, device, "auto")
-    config.check_model_dim(int(source.W_NM.shape[1]))
+    config.check_given_beside_model(int(source.W_NM.shape[1]))
     return source

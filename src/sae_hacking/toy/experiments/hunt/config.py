@@ -184,15 +184,16 @@ class HuntConfig:
             check_model_source(spec, "synthetic_model")
         except UserInputError as error:
             raise ConfigError("synthetic_model", error.problem) from error
-        if "hierarchy" in given_options(self):
-            raise ConfigError("hierarchy", "give --hierarchy or --synthetic-model, not both")
-        hidden = hidden_size(spec)
-        if hidden is not None:
-            self.check_model_dim(hidden)
+        self.check_given_beside_model(hidden_size(spec))
 
-    def check_model_dim(self, hidden: int) -> None:
-        """Refuse a --model-dim given beside a synthetic model of another hidden size."""
-        if "model_dim" in given_options(self) and self.model_dim != hidden:
+    def check_given_beside_model(self, hidden: int | None) -> None:
+        """Refuse --hierarchy beside a synthetic model, and a --model-dim other than its hidden
+        size (checked again once the model is loaded: a flag given at its default shows only
+        then, and a hub model's size)."""
+        given = given_options(self)
+        if "hierarchy" in given:
+            raise ConfigError("hierarchy", "give --hierarchy or --synthetic-model, not both")
+        if hidden is not None and "model_dim" in given and self.model_dim != hidden:
             raise ConfigError(
                 "model_dim",
                 f"{self.model_dim} contradicts the synthetic model's hidden size {hidden}; "

@@ -15,13 +15,14 @@ cosines with a co-occurrence bar, and the ranked score of ``core.pair_scores``.
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from sae_hacking.core.pair_scores import absorption_score, sibling_pairs
+from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.metrics.absorption import (
     AbsorbedPair,
     AbsorptionThresholds,
@@ -33,9 +34,6 @@ from sae_hacking.toy.metrics.absorption import (
 from sae_hacking.toy.metrics.hierarchy_absorption import ChildAbsorber
 from sae_hacking.toy.metrics.synth_bench import hungarian_matching
 from sae_hacking.toy.protocol import ToySAE
-
-if TYPE_CHECKING:
-    from sae_hacking.toy.data.synthetic import SyntheticSource
 
 LatentPair = tuple[int, int]
 
@@ -86,7 +84,7 @@ def ground_truth(
 @torch.no_grad()
 def hierarchy_truth(
     ablator: ToySAE,
-    source: "SyntheticSource",
+    source: SyntheticSource,
     samples: int,
     batch_size: int,
     generator: torch.Generator,

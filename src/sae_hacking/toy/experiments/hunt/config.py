@@ -65,9 +65,10 @@ def share(value: float) -> str | None:
 
 @dataclass(frozen=True)
 class HuntConfig:
-    """Hunt planted absorption: train an absorbing ablator SAE on a toy tree, run co-occurrence,
-    selective ablation and pair search on toy samples, and score the pairs found against the
-    ablator's truly absorbed pairs. Writes hunt.json and precision_recall.png, prints the table."""
+    """Hunt planted absorption: train an absorbing ablator SAE on a toy tree or a sae-lens
+    synthetic model, run co-occurrence, selective ablation and pair search on its samples, and
+    score the pairs found against the ablator's truly absorbed pairs. Writes hunt.json and
+    precision_recall.png, prints the table."""
 
     hierarchy: str = option(
         "25x3",

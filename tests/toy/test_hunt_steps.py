@@ -220,6 +220,36 @@ def test_each_method_keeps_the_pairs_its_rule_names() -> None:
     assert (scored.predicted, scored.true_positives, scored.actual) == (2, 2, 2)
 
 
+def test_method_scores_match_python_sets_of_kept_and_true_pairs() -> None:
+    generator = torch.Generator().manual_seed(5)
+    width = 30
+    first_P, second_P = torch.triu_indices(width, width, offset=1)
+    pairs = len(first_P)
+
+    def uniform() -> torch.Tensor:
+        return torch.rand(pairs, generator=generator)
+
+    table = PairTable(
+        first_P=first_P,
+        second_P=second_P,
+        cooccurrence_P=torch.randint(0, 3, (pairs,), generator=generator),
+        expected_P=5 * uniform().double(),
+        confidence_P=uniform(),
+        similarity={"effect": 2 * uniform() - 1, "sign": uniform(), "decoder": uniform()},
+        firing_E=torch.randint(1, 100, (width,), generator=generator),
+    )
+    chosen = torch.randperm(pairs, generator=generator)[:40].tolist()
+    truth = frozenset((int(first_P[p]), int(second_P[p])) for p in chosen)
+    bars = (0.2, 0.5, 0.8)
+    for method in METHODS:
+        expected = []
+        for bar in bars if method.thresholded else (float("nan"),):
+            kept = table.pairs(method.keep(table, bar))
+            expected.append((len(kept), len(kept & truth), len(truth)))
+        scores = method_scores(table, truth, method, bars)
+        assert [(s.predicted, s.true_positives, s.actual) for s in scores] == expected
+
+
 def test_nothing_predicted_scores_precision_one_and_f1_zero() -> None:
     empty = Score(0.5, 0, 0, 4)
     assert (empty.precision, empty.recall, empty.f1) == (1.0, 0.0, 0.0)

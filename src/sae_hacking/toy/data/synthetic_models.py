@@ -115,15 +115,32 @@ def feature_count(spec: str) -> int | None:
     """The number of features a source names, read without building it (None for a hub id)."""
     if spec in PRESETS:
         return PRESETS[spec].num_features
+    return saved_config_value(spec, "num_features")
+
+
+def hidden_size(spec: str) -> int | None:
+    """The hidden size a source names, read without building it (None for a hub id)."""
+    if spec in PRESETS:
+        return PRESETS[spec].hidden_dim
+    return saved_config_value(spec, "hidden_dim")
+
+
+def saved_config_value(spec: str, key: str) -> int | None:
+    """An integer of a local source's ``SyntheticModelConfig`` JSON (None where unreadable)."""
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / "synthetic_model_config.json"
     if not path.is_file():
         return None
     try:
-        return int(json.loads(path.read_text())["num_features"])
+        return int(json.loads(path.read_text())[key])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def default_width(spec: str, num_features: int) -> int:
+    """An SAE's width on a source: the preset's, else a quarter of the features (as published)."""
+    return PRESETS[spec].sae_width if spec in PRESETS else max(num_features // 4, 1)
 
 
 def load_synthetic_model(spec: str, device: str, flag: str = "--model") -> "SyntheticModel":

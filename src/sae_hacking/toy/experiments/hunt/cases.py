@@ -1,4 +1,5 @@
-"""Where the toy hunt's activations come from: a tree preset or spec, or the misleading case.
+"""Where the toy hunt's activations come from: a tree preset or spec, the misleading case, or a
+sae-lens synthetic model (SynthSAEBench and its kin, ``toy/data/synthetic_models.py``).
 
 The misleading case is built so that ablator decoder cosines point the wrong way. Each of
 ``MISLEADING_GATES`` hidden gates fires one of two exclusive parents, and every parent has three
@@ -21,9 +22,10 @@ import math
 
 import torch
 
+from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.data.tree import TreeSource, compile_forest, feature_directions
 from sae_hacking.toy.data.tree_spec import Forest, TreeNode, load_forest
-from sae_hacking.toy.experiments.hunt.config import MISLEADING
+from sae_hacking.toy.experiments.hunt.config import MISLEADING, HuntConfig
 
 MISLEADING_GATES = 10
 CHILD_MAGNITUDE = 3.0
@@ -61,8 +63,25 @@ def misleading_source(model_dim: int, generator: torch.Generator) -> TreeSource:
     return TreeSource(tree, bent_NM)
 
 
-def hunt_source(hierarchy: str, model_dim: int, generator: torch.Generator) -> TreeSource:
-    """The source named by ``--hierarchy``: the misleading case, a tree preset or a spec file."""
-    if hierarchy == MISLEADING:
-        return misleading_source(model_dim, generator)
-    return TreeSource.build(load_forest(hierarchy), model_dim, generator)
+def hunt_source(config: HuntConfig, generator: torch.Generator) -> TreeSource | SyntheticSource:
+    """The source named by ``--synthetic-model`` or ``--hierarchy``: a synthetic model (its own
+    seed: ``generator`` is not drawn from), the misleading case, a tree preset or a spec file."""
+    if config.synthetic_model is not None:
+        return synthetic_source(config, generator.device)
+    if config.hierarchy == MISLEADING:
+        return misleading_source(config.model_dim, generator)
+    return TreeSource.build(load_forest(config.hierarchy), config.model_dim, generator)
+
+
+def synthetic_source(config: HuntConfig, device: torch.device) -> SyntheticSource:
+    """The synthetic model's data through the training script's sampler choice: the fixed-shape
+    sampler on CUDA (no host sync per batch), the exact one elsewhere (faster on a CPU)."""
+    from sae_hacking.toy.data.synthetic_models import load_synthetic_model
+    from sae_hacking.toy.experiments.synthetic.run import make_source
+
+    assert config.synthetic_model is not None
+    config.check_given_beside_model(None)  # before a model is built or downloaded
+    model = load_synthetic_model(config.synthetic_model, str(device), flag="--synthetic-model")
+    source = make_source(model, device, "auto")
+    config.check_given_beside_model(int(source.W_NM.shape[1]))
+    return source

@@ -14,9 +14,15 @@ from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import atomic_write_json
 from sae_hacking.io.rundir import default_output_dir, make_run_dir, write_config
 from sae_hacking.memory import check_fits
+from sae_hacking.toy.data.synthetic import SyntheticSource
+from sae_hacking.toy.data.synthetic_models import default_width as synthetic_width
 from sae_hacking.toy.data.tree import TreeSource
 from sae_hacking.toy.experiments.hunt.cases import hunt_source
-from sae_hacking.toy.experiments.hunt.config import HuntConfig
+from sae_hacking.toy.experiments.hunt.config import (
+    TOY_FIRING_THRESHOLD,
+    TRUTH_BATCH,
+    HuntConfig,
+)
 from sae_hacking.toy.experiments.hunt.model import (
     FiringThreshold,
     Reader,
@@ -30,6 +36,7 @@ from sae_hacking.toy.experiments.hunt.scoring import (
     PairTable,
     Score,
     ground_truth,
+    hierarchy_truth,
     method_scores,
 )
 from sae_hacking.toy.experiments.hunt.steps import (
@@ -91,21 +98,40 @@ class TrainedAblator:
     result is the same as a run that trained it afresh.
     """
 
-    source: TreeSource
+    source: TreeSource | SyntheticSource
     sae: TopKSAE
     metrics: dict[str, float]
     random_state: torch.Tensor
 
 
-def train_ablator(config: HuntConfig, device: torch.device) -> TrainedAblator:
-    """Build the tree source and train the ablator SAE on it, from the config's seed."""
+def seeded_source(
+    config: HuntConfig, device: torch.device
+) -> tuple[TreeSource | SyntheticSource, torch.Generator]:
+    """The data source, and the config's seeded generator after building it."""
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    source = hunt_source(config.hierarchy, config.model_dim, generator)
-    width = config.ablator_width or source.features_NM.shape[0]
+    return hunt_source(config, generator), generator
+
+
+def train_ablator(
+    config: HuntConfig,
+    device: torch.device,
+    seeded: tuple[TreeSource | SyntheticSource, torch.Generator] | None = None,
+) -> TrainedAblator:
+    """Build the source (or take ``seeded_source``'s) and train the ablator SAE on it."""
+    source, generator = seeded or seeded_source(config, device)
+    num_features, model_dim = source.features_NM.shape
+    width = config.ablator_width or default_width(config, num_features)
     console.print(f"training the ablator: top-{config.ablator_k} SAE, {width} latents")
-    sae = TopKSAE(TopKShape(config.model_dim, width, config.ablator_k), generator)
+    sae = TopKSAE(TopKShape(model_dim, width, config.ablator_k), generator)
     metrics = _train_sae(sae, source, config, generator)
     return TrainedAblator(source, sae, metrics, generator.get_state())
+
+
+def default_width(config: HuntConfig, num_features: int) -> int:
+    """As wide as the tree has features; on a synthetic model, its SAE width."""
+    if config.synthetic_model is None:
+        return num_features
+    return synthetic_width(config.synthetic_model, num_features)
 
 
 def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult:
@@ -118,19 +144,20 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
     torch.set_num_threads(config.threads)
     needed, costliest = config.memory_estimate()
     check_fits(needed, flag_of(costliest), "a hunt of these sizes", free_memory_bytes(device))
+    # A synthetic model loads (and is refused) before the run directory is made.
+    seeded = None if trained is not None else seeded_source(config, device)
     run_dir = make_run_dir(config.output_dir or default_output_dir(), SCRIPT)
     write_config(run_dir, config, command_line())
-    trained = trained or train_ablator(config, device)
+    trained = trained or train_ablator(config, device, seeded)
     generator = torch.Generator(device=device)
     generator.set_state(trained.random_state)
     source, raw_ablator, ablator_metrics = trained.source, trained.sae, trained.metrics
-    ablator = FiringThreshold(raw_ablator, config.firing_threshold)
+    bar = firing_bar(config, source)
+    ablator = FiringThreshold(raw_ablator, bar)
     if config.fit_thresholds == "otsu":
         with torch.no_grad():
             fit_BE = raw_ablator.encode_dense(source.sample(config.eval_samples, generator)[0])
-        ablator = FiringThreshold(
-            raw_ablator, otsu_thresholds(fit_BE).clamp_min(config.firing_threshold)
-        )
+        ablator = FiringThreshold(raw_ablator, otsu_thresholds(fit_BE).clamp_min(bar))
 
     downstream = build_downstream(
         config.downstream,
@@ -152,16 +179,7 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
         )
         reader = Reader(reader_sae)
 
-    x_BM, feature_acts_BN = source.sample(config.eval_samples, generator)
-    truth = ground_truth(
-        ablator,
-        source.features_NM,
-        source.parent_N,
-        x_BM,
-        feature_acts_BN,
-        AbsorptionThresholds(),
-        config.min_absorber_rate,
-    )
+    truth = measured_truth(ablator, source, config, generator)
     draw = sampler(source, generator)
     console.print(f"hunting over {config.samples} samples")
     cooccurrences = count_cooccurrences(ablator, draw, config.samples, config.hunt_batch_size)
@@ -194,8 +212,46 @@ def run(config: HuntConfig, trained: TrainedAblator | None = None) -> HuntResult
     }
     found = table.pairs(_ranked_keep(table, config.score_threshold))
     result = HuntResult(run_dir, truth, found, table, at_default, sweeps)
+    ablator_metrics = {**ablator_metrics, "firing_threshold": bar}
     _write(result, config, ablator_metrics, reader_metrics, int(latents_R.shape[0]))
     return result
+
+
+def firing_bar(config: HuntConfig, source: TreeSource | SyntheticSource) -> float:
+    """``--firing-threshold``, or by default half a feature's magnitude: 0.5 on a toy tree (unit
+    features), half the mean firing magnitude on a synthetic model (2.25 on SynthSAEBench, whose
+    magnitudes run from 5 to 4). Measured on synth-sae-bench-1k (``benchmarks/hunt_synthetic.py``):
+    at 0.5 its absorbed pairs co-occur at 6.4 times chance (median), the parent latent still firing
+    weakly beside the absorber; at 2.25 at 0.27 times chance."""
+    if config.firing_threshold is not None:
+        return config.firing_threshold
+    if isinstance(source, SyntheticSource):
+        return 0.5 * source.mean_N.mean().item()
+    return TOY_FIRING_THRESHOLD
+
+
+def measured_truth(
+    ablator: FiringThreshold,
+    source: TreeSource | SyntheticSource,
+    config: HuntConfig,
+    generator: torch.Generator,
+) -> GroundTruth:
+    """The absorbed pairs of the gated ablator: on a synthetic model as ``train_synthetic_sae.py``
+    measures its child absorbers, on a toy tree by the toy absorption metric."""
+    if isinstance(source, SyntheticSource):
+        return hierarchy_truth(
+            ablator, source, config.eval_samples, TRUTH_BATCH, generator, config.min_absorber_rate
+        )
+    x_BM, feature_acts_BN = source.sample(config.eval_samples, generator)
+    return ground_truth(
+        ablator,
+        source.features_NM,
+        source.parent_N,
+        x_BM,
+        feature_acts_BN,
+        AbsorptionThresholds(),
+        config.min_absorber_rate,
+    )
 
 
 def _ranked_keep(table: PairTable, bar: float) -> torch.Tensor:
@@ -222,6 +278,7 @@ def _write(
             "reader": reader_metrics or "the reader space itself (true-feature readout)",
             "effect_space": config.effect_space,
             "ablated_latents": ablated_latents,
+            **truth.detail,
             "ground_truth": [
                 {
                     "parent_feature": p.parent_feature,

@@ -2,7 +2,10 @@
 
 Ground truth comes from the trained ablator SAE, not from the data alone: each parent feature's
 latent by one-to-one best match, then the toy absorption metric's absorbers of that parent
-(``toy.absorption.absorbed_pairs``). A pair is (parent latent, absorbing latent), unordered.
+(``toy.absorption.absorbed_pairs``). On a sae-lens synthetic model it is what
+``train_synthetic_sae.py`` writes as each child's absorber (``toy.metrics.hierarchy_absorption``:
+the parent's latent by the MCC matching, and the latent carrying the parent's direction where
+that latent is silent beside the child). A pair is (parent latent, absorbing latent), unordered.
 
 Each method (``METHODS``) is a rule over one table of every pair of ablated latents, scored over a
 sweep of its threshold: the original's scoring, decoder cosines, co-occurrence alone, effect
@@ -11,13 +14,15 @@ cosines with a co-occurrence bar, and the ranked score of ``core.pair_scores``.
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from sae_hacking.core.pair_scores import absorption_score, sibling_pairs
+from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.metrics.absorption import (
     AbsorbedPair,
     AbsorptionThresholds,
@@ -26,6 +31,8 @@ from sae_hacking.toy.metrics.absorption import (
     best_match_latents,
     main_latent_mask,
 )
+from sae_hacking.toy.metrics.hierarchy_absorption import ChildAbsorber
+from sae_hacking.toy.metrics.synth_bench import hungarian_matching
 from sae_hacking.toy.protocol import ToySAE
 
 LatentPair = tuple[int, int]
@@ -33,11 +40,13 @@ LatentPair = tuple[int, int]
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """The absorbed pairs, each (smaller id, larger id), and the metric's detail behind them."""
+    """The absorbed pairs, each (smaller id, larger id), and the metric's detail behind them
+    (``detail``: what hunt.json adds, such as the synthetic hierarchy's absorption summary)."""
 
     pairs: frozenset[LatentPair]
     absorbed: tuple[AbsorbedPair, ...]
     mean_fraction: float
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def ordered(a: int, b: int) -> LatentPair:
@@ -70,6 +79,38 @@ def ground_truth(
     found = [p for p in absorbed_pairs(report, latent_N, min_rate) if p.parent_latent >= 0]
     pairs = frozenset(ordered(p.parent_latent, p.absorbing_latent) for p in found)
     return GroundTruth(pairs, tuple(found), report.mean_fraction)
+
+
+@torch.no_grad()
+def hierarchy_truth(
+    ablator: ToySAE,
+    source: SyntheticSource,
+    samples: int,
+    batch_size: int,
+    generator: torch.Generator,
+    min_rate: float,
+) -> GroundTruth:
+    """(parent latent, child absorber) pairs of ``ablator`` on a synthetic model's hierarchy,
+    measured by ``train_synthetic_sae.py``'s own scorer on ``samples`` fresh samples."""
+    from sae_hacking.toy.experiments.synthetic.run import hierarchy_scores
+
+    matching = hungarian_matching(ablator.decoder_directions(), source.features_NM)
+    summary, detail = hierarchy_scores(ablator, source, matching, samples, batch_size, generator)
+    latent_of = detail["main_latent_of_feature"]
+    absorbers = [ChildAbsorber(**record) for record in detail["absorbers"]]
+    found = [
+        AbsorbedPair(a.parent, latent_of[a.parent], a.latent, a.rate)
+        for a in absorbers
+        if a.rate >= min_rate and latent_of[a.parent] >= 0
+    ]
+    pairs = frozenset(ordered(p.parent_latent, p.absorbing_latent) for p in found)
+    hierarchy = {
+        "hierarchy_absorption": summary,
+        "main_latent_of_feature": latent_of,
+        "parents": detail["parents"],
+        "child_absorbers": detail["absorbers"],
+    }
+    return GroundTruth(pairs, tuple(found), summary["absorption_fraction"], hierarchy)
 
 
 @dataclass(frozen=True)
@@ -131,6 +172,10 @@ class PairTable:
         first, second = self.first_P[keep_P].tolist(), self.second_P[keep_P].tolist()
         return {ordered(int(a), int(b)) for a, b in zip(first, second, strict=True)}
 
+    def keys(self, first_P: Tensor, second_P: Tensor) -> Tensor:
+        """One integer per pair (``first < second``), for set operations on the device."""
+        return first_P * int(self.firing_E.shape[0]) + second_P
+
 
 @dataclass(frozen=True)
 class Method:
@@ -187,12 +232,21 @@ METHODS = (
 def method_scores(
     table: PairTable, truth: frozenset[LatentPair], method: Method, bars: tuple[float, ...]
 ) -> list[Score]:
-    """The method's scores at each bar (one score for a method without a threshold)."""
-    return [
-        score(table.pairs(method.keep(table, bar)), truth, bar)
-        for bar in (bars if method.thresholded else (float("nan"),))
-    ]
+    """The method's scores at each bar (one score for a method without a threshold).
 
-
-def score(predicted: set[LatentPair], truth: frozenset[LatentPair], threshold: float) -> Score:
-    return Score(threshold, len(predicted), len(predicted & truth), len(truth))
+    Counted on the device, without a Python set per bar: a synthetic model's ablator has
+    hundreds of thousands of pairs.
+    """
+    device = table.first_P.device
+    first, second = zip(*sorted(truth), strict=True) if truth else ((), ())
+    truth_T = table.keys(
+        torch.tensor(first, dtype=torch.long, device=device),
+        torch.tensor(second, dtype=torch.long, device=device),
+    )
+    keys_P = table.keys(table.first_P, table.second_P)
+    scores = []
+    for bar in bars if method.thresholded else (float("nan"),):
+        kept_P = keys_P[method.keep(table, bar)]
+        hits = int(torch.isin(kept_P, truth_T).sum())
+        scores.append(Score(bar, int(kept_P.shape[0]), hits, len(truth)))
+    return scores

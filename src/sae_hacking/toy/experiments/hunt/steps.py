@@ -138,8 +138,9 @@ def pair_table(
     expected_P = expected_cooccurrence(firing_E[first_P], firing_E[second_P], cooccurrences.tokens)
     similarity = {}
     for name, rows_RD in rows.items():
+        # Through the R x R Gram matrix: gathering both rows of every pair would hold P x D.
         unit_RD = unit_rows(rows_RD.float())
-        similarity[name] = (unit_RD[i_P] * unit_RD[j_P]).sum(dim=1)
+        similarity[name] = (unit_RD @ unit_RD.T)[i_P, j_P]
     return PairTable(
         first_P,
         second_P,

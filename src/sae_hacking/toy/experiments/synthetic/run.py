@@ -23,7 +23,7 @@ from sae_hacking.io.rundir import (
 from sae_hacking.memory import check_fits
 from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.data.synthetic_fixed import FixedShapeSource
-from sae_hacking.toy.data.synthetic_models import PRESETS, load_synthetic_model
+from sae_hacking.toy.data.synthetic_models import default_width, load_synthetic_model
 from sae_hacking.toy.experiments.synthetic.config import SyntheticTrainConfig
 from sae_hacking.toy.experiments.synthetic.plots import plot_absorption, plot_training_curves
 from sae_hacking.toy.metrics.activity import (
@@ -70,10 +70,6 @@ def make_source(model: Any, device: torch.device, sampler: str) -> SyntheticSour
     if sampler == "fixed-shape" or (sampler == "auto" and device.type == "cuda"):
         return FixedShapeSource(model, device)
     return SyntheticSource(model, device)
-
-
-def default_width(spec: str, num_features: int) -> int:
-    return PRESETS[spec].sae_width if spec in PRESETS else max(num_features // 4, 1)
 
 
 @torch.no_grad()

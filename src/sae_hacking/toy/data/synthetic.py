@@ -27,7 +27,7 @@ from torch import Tensor
 
 from sae_hacking.errors import UserInputError
 from sae_hacking.toy.protocol import SiblingStructure
-from sae_hacking.toy.saes.sparse_reconstruction import compressed_rows
+from sae_hacking.toy.sparse_index import compressed_rows, flat_nonzero
 
 if TYPE_CHECKING:
     from sae_lens.synthetic import SyntheticModel
@@ -299,7 +299,9 @@ class SyntheticSource:
         device = self.device
         eps_BU = self.factor_draw(batch_size, generator)
         fire_BF = self.fire(eps_BU, self.free_F4, self.factor_free_UF, batch_size, generator)
-        rows_J, cols_J = fire_BF.nonzero(as_tuple=True)
+        flat_J = flat_nonzero(fire_BF)
+        rows_J = flat_J.div(fire_BF.shape[1], rounding_mode="floor")
+        cols_J = flat_J - rows_J * fire_BF.shape[1]
         features_J = self.free_F.index_select(0, cols_J)
         params_J4 = self.free_F4.index_select(0, cols_J)
         normal_J = torch.randn(cols_J.shape, generator=generator, device=device)

@@ -21,14 +21,11 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from sae_hacking.toy.sparse_index import compressed_rows
+
 # Chooses the kept entries from the scaled pre-activations: flat indices into B x E, sorted, and
 # their values (ReLU'd).
 Selection = Callable[[Tensor], tuple[Tensor, Tensor]]
-
-
-def compressed_rows(rows_K: Int[Tensor, " K"], size: int) -> Int[Tensor, " D"]:
-    """CSR row pointers (size + 1) of sorted row indices."""
-    return torch._convert_indices_from_coo_to_csr(rows_K, size)  # pyright: ignore[reportPrivateImportUsage, reportAttributeAccessIssue]
 
 
 def csr(

@@ -129,7 +129,8 @@ def ours(
             evaluator=training_evaluation,
         )
     sae.eval()
-    name = f"sae_hacking ({type(source).__name__}{', CUDA graphs' if config.cuda_graphs else ''})"
+    graphs = config.cuda_graphs and device.type == "cuda"
+    name = f"sae_hacking ({type(source).__name__}{', CUDA graphs' if graphs else ''})"
     scores = lens_scores(to_sae_lens(sae), model, eval_samples)
     overflow = sampler_overflow(source)
     if overflow:
@@ -193,7 +194,9 @@ def main() -> None:
     parser.add_argument("--no-cuda-graphs", action="store_true", help="plain steps on the GPU")
     parser.add_argument("--compile", action="store_true", help="the SAE loss through torch.compile")
     parser.add_argument(
-        "--device", default=None, help="cuda with --gpu, else cpu; --gpu --device cpu is a smoke run"
+        "--device",
+        default=None,
+        help="cuda with --gpu, else cpu; --gpu --device cpu is a smoke run",
     )
     args = parser.parse_args()
     device = torch.device(args.device or ("cuda" if args.gpu else "cpu"))

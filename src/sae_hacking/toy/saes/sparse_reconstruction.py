@@ -76,7 +76,8 @@ class SparseCodeLoss(torch.autograd.Function):
                 include_last_offset=True,
             )
             residuals.append(recon_BM.add_(b_dec_M).sub_(x_BM))
-        mse_D = torch.stack([r.square().sum() for r in residuals]) / batch
+        # A dot product is one BLAS call; square-then-sum is two passes and a B x M temporary.
+        mse_D = torch.stack([torch.dot(r.view(-1), r.view(-1)) for r in residuals]) / batch
         ctx.save_for_backward(x_BM, W_enc_ME, b_enc_E, b_dec_M)
         ctx.code = (rows_K, latents_K, vals_K, row_starts)
         ctx.decoder = (norms_E, scaled_ME, unit_EM)
@@ -96,7 +97,8 @@ class SparseCodeLoss(torch.autograd.Function):
         stops: tuple[int, ...] = ctx.stops
         # Level l's reconstruction reads latents below stops[l], so the block of latents
         # [stops[j-1], stops[j]) answers to the sum of the gradients of levels j and above.
-        grads = [r * (2 / batch) * g for r, g in zip(ctx.residuals, grad_D.unbind(0), strict=True)]
+        scales = (grad_D * (2 / batch)).unbind(0)
+        grads = [r * g for r, g in zip(ctx.residuals, scales, strict=True)]
         above_BM = [grads[-1]]
         for g_BM in reversed(grads[:-1]):
             above_BM.insert(0, above_BM[0] + g_BM)

@@ -4,11 +4,13 @@ The loss is ``BatchTopKSAE.dense_loss`` without AuxK: pre-activations ``(x - b_d
 times the decoder norms, a chosen set of K entries kept, decoded by the unit decoder rows plus
 ``b_dec``, and the squared error summed over M and averaged over B, once per level (the full
 width, and every inner Matryoshka prefix). Autograd spends a B x E x M matmul on each of the
-gradients of the code, of the decoder and of the centred input, and some forty small ops on the
+gradients of the code, of the decoder and of the centred input, and a chain of small ops on the
 norms; here the code's gradient is sampled at the K kept entries only (``sampled_addmm``), the
 decoder's and encoder's come from the code as a sparse matrix (K x M work each), and the input's
-is never formed (``b_dec`` enters the pre-activations through the bias). Measured at 1k features
-(B 1024, M 128, E 256, K 5,734, one CPU thread): see benchmarks/synthetic_training.py.
+is never formed (``b_dec`` enters the pre-activations through the bias). At 1k features (B 1024,
+M 128, E 256, K 5,734, one CPU thread) a BatchTopK step went from about 11.7 to 8.5 ms of CPU
+(benchmarks/synthetic_training.py). Used on the CPU only: sparse CSR kernels inside a captured
+CUDA graph are untested, so CUDA keeps autograd.
 Tested against autograd through the dense loss in ``tests/toy/test_synthetic_saes.py``.
 """
 

@@ -110,15 +110,21 @@ class SparseCodeLoss(torch.autograd.Function):
         rows_T = rows_K.index_select(0, order_K)
         latent_starts = compressed_rows(latents_K.index_select(0, order_K), width)
         code_T = csr(latent_starts, rows_T, vals_K.index_select(0, order_K), (width, batch))
-        grad_vals_K = torch.zeros_like(vals_K)
-        grad_unit_EM = torch.empty_like(unit_EM)
-        start = 0
-        for stop, h_BM in zip(stops, above_BM, strict=True):
-            sampled_K = torch.sparse.sampled_addmm(pattern, h_BM, unit_EM.T, beta=0.0).values()
-            block_K = (latents_K >= start) & (latents_K < stop)
-            grad_vals_K = torch.where(block_K, sampled_K, grad_vals_K)
-            grad_unit_EM[start:stop] = (code_T @ h_BM)[start:stop]
-            start = stop
+        if len(stops) == 1:
+            grad_vals_K = torch.sparse.sampled_addmm(
+                pattern, grads[0], unit_EM.T, beta=0.0
+            ).values()
+            grad_unit_EM = code_T @ grads[0]
+        else:
+            grad_vals_K = torch.zeros_like(vals_K)
+            grad_unit_EM = torch.empty_like(unit_EM)
+            start = 0
+            for stop, h_BM in zip(stops, above_BM, strict=True):
+                sampled_K = torch.sparse.sampled_addmm(pattern, h_BM, unit_EM.T, beta=0.0).values()
+                block_K = (latents_K >= start) & (latents_K < stop)
+                grad_vals_K = torch.where(block_K, sampled_K, grad_vals_K)
+                grad_unit_EM[start:stop] = (code_T @ h_BM)[start:stop]
+                start = stop
         grad_vals_K = grad_vals_K * (vals_K > 0)  # ReLU'd (and unkept) entries pass nothing
         grad_b_dec_M = above_BM[0].sum(0)
         # Through the pre-activations x scaled + bias, where scaled = W_enc * norms and

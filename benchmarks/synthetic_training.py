@@ -14,6 +14,8 @@ so other work on a shared machine does not skew the ratio; wall seconds are prin
         # width 4096, batch 1024, lr 3e-4, 200M samples, the fixed-shape sampler and CUDA graphs;
         # --samples 20000000 for a shorter run, --sae-lens-samples 2000000 to time sae-lens's
         # runner too (its rate is per sample)
+    uv run benchmarks/synthetic_training.py --gpu --device cpu --model synth-sae-bench-1k \
+        --samples 20480 --eval-samples 2000                          # the GPU run's code on a CPU
 
 Offline: the 16k model is built from its published configuration on the GPU (seed 42).
 """
@@ -127,7 +129,8 @@ def ours(
             evaluator=training_evaluation,
         )
     sae.eval()
-    name = f"sae_hacking ({type(source).__name__}{', CUDA graphs' if config.cuda_graphs else ''})"
+    graphs = config.cuda_graphs and device.type == "cuda"
+    name = f"sae_hacking ({type(source).__name__}{', CUDA graphs' if graphs else ''})"
     scores = lens_scores(to_sae_lens(sae), model, eval_samples)
     overflow = sampler_overflow(source)
     if overflow:
@@ -190,8 +193,13 @@ def main() -> None:
     parser.add_argument("--sampler", default="auto", help="auto, exact or fixed-shape")
     parser.add_argument("--no-cuda-graphs", action="store_true", help="plain steps on the GPU")
     parser.add_argument("--compile", action="store_true", help="the SAE loss through torch.compile")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cuda with --gpu, else cpu; --gpu --device cpu is a smoke run",
+    )
     args = parser.parse_args()
-    device = torch.device("cuda" if args.gpu else "cpu")
+    device = torch.device(args.device or ("cuda" if args.gpu else "cpu"))
     torch.set_num_threads(1)
     spec = args.model or ("synth-sae-bench-16k" if args.gpu else "synth-sae-bench-1k")
     samples = args.samples or (200_000_000 if args.gpu else 1_048_576)
@@ -203,7 +211,7 @@ def main() -> None:
         model=spec,
         architecture=args.architecture,
         samples=samples,
-        sampler=args.sampler,
+        sampler="fixed-shape" if args.gpu and args.sampler == "auto" else args.sampler,
         cuda_graphs=args.gpu and not args.no_cuda_graphs,
         device=device.type,
     )

@@ -2,6 +2,7 @@
 the export of these and of the L1 and Matryoshka SAEs to sae-lens's format, read back by
 ``SAE.load_from_disk``."""
 
+import copy
 from pathlib import Path
 from typing import TypeVar
 
@@ -165,3 +166,104 @@ def test_export_round_trips_through_sae_lens_load_from_disk(shape, tmp_path: Pat
             rtol=1e-5,
         )
     assert int((acts_BE != 0).sum()) > 0
+
+
+def scrambled(shape: BatchTopKShape, seed: int) -> BatchTopKSAE:
+    """An SAE away from its tied start: biases set, decoder norms spread, a threshold learned."""
+    generator = torch.Generator().manual_seed(seed)
+    sae = BatchTopKSAE(shape, generator)
+    with torch.no_grad():
+        sae.b_dec_M.normal_(generator=generator)
+        sae.b_enc_E.normal_(std=0.3, generator=generator)
+        sae.W_enc_ME.add_(0.05 * torch.randn(M, E, generator=generator))
+        sae.W_dec_EM.mul_(0.5 + 3 * torch.rand(E, 1, generator=generator))
+        sae.threshold.fill_(0.5)
+    return sae
+
+
+@pytest.mark.parametrize(
+    ("shape", "threshold"),
+    [
+        (BatchTopKShape(M, E, 3.5), 0.5),
+        (BatchTopKShape(M, E, 3.5), 0.0),
+        (BatchTopKShape(M, E, 3, selection="sample"), 0.0),
+        (BatchTopKShape(M, E, 3.0, matryoshka_widths=(5, 20, E)), 0.5),
+    ],
+    ids=["batchtopk-candidates", "batchtopk-full-scan", "topk", "matryoshka"],
+)
+def test_sparse_loss_equals_autograd_through_the_dense_loss(
+    shape: BatchTopKShape, threshold: float
+) -> None:
+    """Loss parts, every gradient, the threshold and the idle counters, on random weights."""
+    fast = scrambled(shape, 5)
+    with torch.no_grad():
+        fast.threshold.fill_(threshold)
+    slow = copy.deepcopy(fast)
+    x_BM = 2 * torch.randn(B, M)
+    fast_loss = fast.sparse_loss(x_BM)
+    slow_loss = slow.dense_loss(x_BM)
+    assert fast_loss.parts.keys() == slow_loss.parts.keys()
+    for name, part in fast_loss.parts.items():
+        torch.testing.assert_close(part, slow_loss.parts[name])
+    fast_loss.total.backward()
+    slow_loss.total.backward()
+    for (name, param), reference in zip(fast.named_parameters(), slow.parameters(), strict=True):
+        assert param.grad is not None and reference.grad is not None
+        assert reference.grad.abs().max() > 0, name
+        torch.testing.assert_close(param.grad, reference.grad, atol=1e-5, rtol=1e-4)
+        assert param.grad.stride() == param.stride(), name
+    torch.testing.assert_close(fast.threshold, slow.threshold)
+    assert torch.equal(fast.steps_since_fired_E, slow.steps_since_fired_E)
+
+
+def test_cpu_loss_takes_the_sparse_path_until_a_latent_is_dead() -> None:
+    sae = scrambled(BatchTopKShape(M, E, 3.5, dead_after_steps=2), 6)
+    x_BM = torch.randn(B, M)
+    assert "auxk" not in sae.loss(x_BM).parts
+    sae.steps_since_fired_E[0] = 3
+    assert "auxk" in sae.loss(x_BM).parts
+
+
+@pytest.mark.parametrize("matryoshka", [False, True])
+def test_batch_top_k_loss_and_gradients_equal_sae_lens_training_sae(matryoshka: bool) -> None:
+    """The same weights in sae-lens's training SAE: its loss, gradients and threshold update."""
+    from sae_lens import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.saes.matryoshka_batchtopk_sae import (
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
+    from sae_lens.saes.sae import TrainStepInput
+
+    widths = (5, 20, E) if matryoshka else ()
+    ours = scrambled(BatchTopKShape(M, E, 3.5, matryoshka_widths=widths), 7)
+    if matryoshka:
+        lens = MatryoshkaBatchTopKTrainingSAE(
+            MatryoshkaBatchTopKTrainingSAEConfig(
+                d_in=M, d_sae=E, k=3.5, matryoshka_widths=[5, 20, E]
+            )
+        )
+    else:
+        lens = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=M, d_sae=E, k=3.5))
+    with torch.no_grad():
+        lens.W_enc.copy_(ours.W_enc_ME)
+        lens.b_enc.copy_(ours.b_enc_E)
+        lens.W_dec.copy_(ours.W_dec_EM)
+        lens.b_dec.copy_(ours.b_dec_M)
+        lens.topk_threshold.copy_(ours.threshold)
+    x_BM = 2 * torch.randn(B, M)
+    step = TrainStepInput(x_BM, {}, None, 0, False)
+    out = lens.training_forward_pass(step)
+    loss = ours.loss(x_BM)
+    torch.testing.assert_close(loss.total, out.loss)
+    loss.total.backward()
+    out.loss.backward()
+    pairs = [
+        (ours.W_enc_ME, lens.W_enc),
+        (ours.b_enc_E, lens.b_enc),
+        (ours.W_dec_EM, lens.W_dec),
+        (ours.b_dec_M, lens.b_dec),
+    ]
+    for mine, theirs in pairs:
+        assert mine.grad is not None and theirs.grad is not None
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours.threshold, lens.topk_threshold)

@@ -17,14 +17,16 @@ dimension and averaged over the batch; AuxK on latents silent for ``dead_after_s
 """
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Bool, Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
 from sae_hacking.toy.protocol import LossParts
+from sae_hacking.toy.saes.sparse_reconstruction import sparse_code_loss
+from sae_hacking.toy.saes.weights import TiedInitSAE, kaiming_rows, reconstruction_error
 
 Selection = Literal["sample", "batch"]
 
@@ -64,40 +66,22 @@ class BatchTopKShape:
         return "batchtopk" if self.selection == "batch" else "topk"
 
 
-def initial_decoder(
-    width: int, model_dim: int, norm: float, generator: torch.Generator
-) -> Float[Tensor, "E M"]:
-    """sae-lens's start: kaiming-uniform rows, U(-b, b) with b = sqrt(6 / M), scaled to ``norm``."""
-    bound = math.sqrt(6 / model_dim)
-    raw_EM = torch.rand(width, model_dim, generator=generator, device=generator.device)
-    W_dec_EM = (2 * raw_EM - 1) * bound
-    return W_dec_EM / W_dec_EM.norm(dim=1, keepdim=True) * norm
-
-
-class BatchTopKSAE(nn.Module):
+class BatchTopKSAE(TiedInitSAE):
     """A ``ToySAE`` choosing latents per sample or per batch, optionally Matryoshka."""
 
+    shape: BatchTopKShape
     threshold: Tensor
     steps_since_fired_E: Tensor
 
     def __init__(self, shape: BatchTopKShape, generator: torch.Generator) -> None:
-        super().__init__()
-        self.shape = shape
-        self.width = shape.width
+        W_dec_EM = kaiming_rows(shape.width, shape.model_dim, shape.decoder_init_norm, generator)
+        super().__init__(shape, W_dec_EM, train_decoder_bias=True)
         device = generator.device
-        W_dec_EM = initial_decoder(shape.width, shape.model_dim, shape.decoder_init_norm, generator)
-        self.W_dec_EM = nn.Parameter(W_dec_EM)
-        self.W_enc_ME = nn.Parameter(W_dec_EM.T.clone())
-        self.b_enc_E = nn.Parameter(torch.zeros(shape.width, device=device))
-        self.b_dec_M = nn.Parameter(torch.zeros(shape.model_dim, device=device))
         # Double precision as sae-lens: an EMA of small values drifts in float32.
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64, device=device))
         self.register_buffer(
             "steps_since_fired_E", torch.zeros(shape.width, dtype=torch.int64, device=device)
         )
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return asdict(self.shape)
 
     def decoder_norms(self) -> Float[Tensor, " E"]:
         return self.W_dec_EM.norm(dim=1)
@@ -116,19 +100,31 @@ class BatchTopKSAE(nn.Module):
         """The training-time code: ReLU'd top-k per sample or over the batch, dense."""
         return self.select_and_kept(pre_BE)[0]
 
+    def kept(self, pre_BE: Float[Tensor, "B E"]) -> tuple[Int[Tensor, " K"], Float[Tensor, " K"]]:
+        """The training-time code's kept entries: flat indices into B x E, and ReLU'd values."""
+        batch, width = pre_BE.shape
+        if self.shape.selection == "sample":
+            vals_BK, idx_BK = pre_BE.topk(int(self.shape.k), dim=1, sorted=False)
+            starts_B1 = torch.arange(0, batch * width, width, device=pre_BE.device)[:, None]
+            return (idx_BK + starts_B1).flatten(), vals_BK.relu().flatten()
+        vals_K, flat_K = batch_top_k(pre_BE.flatten(), int(self.shape.k * batch), self.threshold)
+        return flat_K, vals_K
+
+    def sorted_kept(
+        self, pre_BE: Float[Tensor, "B E"]
+    ) -> tuple[Int[Tensor, " K"], Float[Tensor, " K"]]:
+        """``kept``, sorted by sample then latent (a sparse row-major code)."""
+        flat_K, vals_K = self.kept(pre_BE)
+        flat_K, order_K = flat_K.sort()
+        return flat_K, vals_K.index_select(0, order_K)
+
     def select_and_kept(
         self, pre_BE: Float[Tensor, "B E"]
     ) -> tuple[Float[Tensor, "B E"], Int[Tensor, " K"], Float[Tensor, " K"]]:
         """The training-time code, and the latent and value of each kept entry."""
-        if self.shape.selection == "sample":
-            vals_BK, idx_BK = pre_BE.topk(int(self.shape.k), dim=1, sorted=False)
-            vals_BK = vals_BK.relu()
-            acts_BE = torch.zeros_like(pre_BE).scatter_(1, idx_BK, vals_BK)
-            return acts_BE, idx_BK.flatten(), vals_BK.flatten()
-        flat_D = pre_BE.flatten()
-        vals_K, idx_K = batch_top_k(flat_D, int(self.shape.k * pre_BE.shape[0]), self.threshold)
-        acts_BE = torch.zeros_like(flat_D).scatter_(0, idx_K, vals_K).view_as(pre_BE)
-        return acts_BE, idx_K % pre_BE.shape[1], vals_K
+        flat_K, vals_K = self.kept(pre_BE)
+        acts_BE = torch.zeros_like(pre_BE).flatten().scatter_(0, flat_K, vals_K)
+        return acts_BE.view_as(pre_BE), flat_K % pre_BE.shape[1], vals_K
 
     def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
         """The code in training mode; in eval mode the exported one (JumpReLU for batch)."""
@@ -143,31 +139,55 @@ class BatchTopKSAE(nn.Module):
     def reconstruct(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B M"]:
         return self.decode(self.encode_dense(x_BM))
 
-    def decoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_dec_EM
-
-    def encoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_enc_ME.T
+    def dead_latents(self) -> Bool[Tensor, " E"]:
+        return self.steps_since_fired_E > self.shape.dead_after_steps
 
     def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
+        """The training loss; on the CPU, while no latent is dead (no AuxK), through the sparse
+        hand-written backward (``sparse_loss``), else through autograd (``dense_loss``)."""
+        cpu = x_BM.device.type == "cpu"
+        if cpu and not torch.compiler.is_compiling() and not bool(self.dead_latents().any()):
+            return self.sparse_loss(x_BM)
+        return self.dense_loss(x_BM)
+
+    def sparse_loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
+        """``dense_loss`` without AuxK, the same numbers and gradients at a fraction of the cost."""
+        stops = (*self.shape.matryoshka_widths[:-1], self.width)
+        mse_D, latents_K, vals_K = sparse_code_loss(
+            x_BM,
+            self.W_enc_ME,
+            self.b_enc_E,
+            self.W_dec_EM,
+            self.b_dec_M,
+            self.sorted_kept,
+            stops,
+        )
+        self.track(latents_K, vals_K)
+        parts: dict[str, float | Tensor] = {"mse": mse_D[-1].detach()}
+        for stop, inner in zip(stops[:-1], mse_D[:-1], strict=True):
+            parts[f"mse_{stop}"] = inner.detach()
+        return LossParts(mse_D.sum(), parts)
+
+    def dense_loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
+        """The training loss through autograd: every B x E matrix dense, AuxK included."""
         pre_BE = self.preactivations(x_BM)
         acts_BE, latents_K, vals_K = self.select_and_kept(pre_BE)
         unit_EM = self.unit_decoder()
         recon_BM = torch.addmm(self.b_dec_M, acts_BE, unit_EM)
-        mse = squared_error(recon_BM, x_BM)
+        mse = reconstruction_error(recon_BM, x_BM)
         parts: dict[str, float | Tensor] = {"mse": mse.detach()}
         total = mse
         start = 0
         inner_BM = self.b_dec_M.expand_as(x_BM)
         for stop in self.shape.matryoshka_widths[:-1]:
             inner_BM = inner_BM + acts_BE[:, start:stop] @ unit_EM[start:stop]
-            inner = squared_error(inner_BM, x_BM)
+            inner = reconstruction_error(inner_BM, x_BM)
             parts[f"mse_{stop}"] = inner.detach()
             total = total + inner
             start = stop
         with torch.no_grad():
             self.track(latents_K, vals_K.detach())
-        dead_E = self.steps_since_fired_E > self.shape.dead_after_steps
+        dead_E = self.dead_latents()
         # On the CPU a check costs nothing, so skip AuxK while no latent is dead (as sae-lens
         # does); on a GPU the check would stall the stream, so the term is always computed.
         if pre_BE.device.type == "cpu" and not bool(dead_E.any()):
@@ -202,7 +222,7 @@ class BatchTopKSAE(nn.Module):
         acts_BE = torch.zeros_like(pre_BE).scatter_(1, idx_BK, vals_BK.relu())
         estimate_BM = acts_BE @ unit_EM
         scale = (dead_E.sum() / k_aux).clamp(max=1.0)
-        return scale * squared_error(estimate_BM, residual_BM)
+        return scale * reconstruction_error(estimate_BM, residual_BM)
 
 
 def smallest_positive(vals_D: Float[Tensor, "*D"]) -> Float[Tensor, ""]:
@@ -230,8 +250,3 @@ def batch_top_k(
             vals_K, position_K = flat_D.index_select(0, candidates_C).topk(k, sorted=False)
             return vals_K, candidates_C.index_select(0, position_K)
     return flat_D.relu().topk(k, sorted=False)
-
-
-def squared_error(recon_BM: Float[Tensor, "B M"], x_BM: Float[Tensor, "B M"]) -> Tensor:
-    """Squared error summed over the model dimension, averaged over the batch (as sae-lens)."""
-    return (recon_BM - x_BM).square().sum(-1).mean()

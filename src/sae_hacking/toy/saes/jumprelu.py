@@ -7,7 +7,7 @@ encoder gets no gradient through the jump). The sparsity loss is sae-lens's "qua
 the same estimator, so one run lands near the asked-for L0 without a coefficient sweep.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,7 +15,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from sae_hacking.toy.protocol import LossParts
-from sae_hacking.toy.saes.batchtopk import initial_decoder, squared_error
+from sae_hacking.toy.saes.weights import TiedInitSAE, kaiming_rows, reconstruction_error
 
 
 @dataclass(frozen=True)
@@ -80,28 +80,17 @@ class StepCount(torch.autograd.Function):
         return None, (-(1.0 / bandwidth) * kernel * grad).sum(0), None
 
 
-class JumpReLUSAE(nn.Module):
+class JumpReLUSAE(TiedInitSAE):
     """A ``ToySAE`` with a learned threshold per latent."""
 
+    shape: JumpReLUShape
+
     def __init__(self, shape: JumpReLUShape, generator: torch.Generator) -> None:
-        super().__init__()
-        self.shape = shape
-        self.width = shape.width
-        device = generator.device
-        W_dec_EM = initial_decoder(shape.width, shape.model_dim, shape.decoder_init_norm, generator)
-        self.W_dec_EM = nn.Parameter(W_dec_EM)
-        self.W_enc_ME = nn.Parameter(W_dec_EM.T.clone())
-        self.b_enc_E = nn.Parameter(torch.zeros(shape.width, device=device))
-        self.b_dec_M = nn.Parameter(torch.zeros(shape.model_dim, device=device))
+        W_dec_EM = kaiming_rows(shape.width, shape.model_dim, shape.decoder_init_norm, generator)
+        super().__init__(shape, W_dec_EM, train_decoder_bias=True)
         self.threshold_E = nn.Parameter(
-            torch.full((shape.width,), shape.init_threshold, device=device)
+            torch.full((shape.width,), shape.init_threshold, device=generator.device)
         )
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return asdict(self.shape)
-
-    def preactivations(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
-        return torch.addmm(self.b_enc_E, x_BM - self.b_dec_M, self.W_enc_ME)
 
     def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
         pre_BE = self.preactivations(x_BM)
@@ -110,18 +99,12 @@ class JumpReLUSAE(nn.Module):
     def reconstruct(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B M"]:
         return torch.addmm(self.b_dec_M, self.encode_dense(x_BM), self.W_dec_EM)
 
-    def decoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_dec_EM
-
-    def encoder_directions(self) -> Float[Tensor, "E M"]:
-        return self.W_enc_ME.T
-
     def loss(self, x_BM: Float[Tensor, "B M"]) -> LossParts:
         shape = self.shape
         pre_BE = self.preactivations(x_BM)
         acts_BE = JumpGate.apply(pre_BE, self.threshold_E, shape.bandwidth)
         recon_BM = torch.addmm(self.b_dec_M, acts_BE, self.W_dec_EM)  # pyright: ignore[reportArgumentType]
-        mse = squared_error(recon_BM, x_BM)
+        mse = reconstruction_error(recon_BM, x_BM)
         l0_B = StepCount.apply(pre_BE, self.threshold_E, shape.bandwidth).sum(-1)  # pyright: ignore[reportOptionalMemberAccess]
         target = shape.target_l0
         l0_loss = shape.l0_coefficient * (2 / target * (l0_B - target).square()).mean()

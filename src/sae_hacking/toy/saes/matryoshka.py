@@ -17,8 +17,8 @@ over the batch.
 """
 
 import itertools
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from jaxtyping import Float, Int
@@ -26,8 +26,7 @@ from torch import Tensor
 
 from sae_hacking.core.topk import densify, topk_encode
 from sae_hacking.toy.protocol import LossParts
-from sae_hacking.toy.saes.topk import reconstruction_error
-from sae_hacking.toy.saes.weights import TiedInitSAE
+from sae_hacking.toy.saes.weights import TiedInitSAE, random_unit_rows, reconstruction_error
 
 Sparsity = Literal["topk", "l1"]
 
@@ -74,11 +73,8 @@ class MatryoshkaSAE(TiedInitSAE):
     """A ``ToySAE`` whose loss reconstructs from every prefix of its latents."""
 
     def __init__(self, shape: MatryoshkaShape, generator: torch.Generator) -> None:
-        super().__init__(shape.width, shape.model_dim, generator, train_decoder_bias=True)
-        self.shape = shape
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return asdict(self.shape)
+        W_dec_EM = random_unit_rows(shape.width, shape.model_dim, 1.0, generator)
+        super().__init__(shape, W_dec_EM, train_decoder_bias=True)
 
     def encode_dense(self, x_BM: Float[Tensor, "B M"]) -> Float[Tensor, "B E"]:
         pre_BE = self.preactivations(x_BM)

@@ -1,10 +1,8 @@
 """A top-k SAE with sparse codes, an encoder initialised as the decoder's transpose, optional AuxK."""
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -12,7 +10,7 @@ from sae_hacking.core.topk import densify, topk_decode, topk_encode
 from sae_hacking.toy.protocol import LossParts
 from sae_hacking.toy.saes.auxk import AuxKSettings, reconstruction_loss_with_auxk
 from sae_hacking.toy.saes.sparse_code import decode_top_k, top_k
-from sae_hacking.toy.saes.weights import TiedInitSAE, random_unit_rows
+from sae_hacking.toy.saes.weights import TiedInitSAE, random_unit_rows, reconstruction_error
 
 __all__ = ["TopKSAE", "TopKShape", "random_unit_rows", "reconstruction_error"]
 
@@ -36,28 +34,19 @@ class TopKShape:
         return AuxKSettings(self.aux_k, self.aux_coefficient, self.dead_after_steps)
 
 
-def reconstruction_error(recon_BM: Float[Tensor, "B M"], x_BM: Float[Tensor, "B M"]) -> Tensor:
-    """Squared error summed over the model dimension, averaged over the batch."""
-    # One fused kernel (and one in backward) instead of sub, square, sum and mean.
-    return F.mse_loss(recon_BM, x_BM, reduction="sum") / x_BM.shape[0]
-
-
 class TopKSAE(TiedInitSAE):
     """Keep the ``k`` largest pre-activations (ReLU'd); decode from the sparse code."""
 
     def __init__(self, shape: TopKShape, generator: torch.Generator) -> None:
         if not 1 <= shape.k <= shape.width:
             raise ValueError(f"k={shape.k} must lie in [1, width={shape.width}]")
-        super().__init__(shape.width, shape.model_dim, generator, shape.decoder_bias)
-        self.shape = shape
+        W_dec_EM = random_unit_rows(shape.width, shape.model_dim, 1.0, generator)
+        super().__init__(shape, W_dec_EM, shape.decoder_bias)
         self.k = shape.k
         self.register_buffer(
             "steps_since_fired_E",
             torch.zeros(shape.width, dtype=torch.int64, device=generator.device),
         )
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return asdict(self.shape)
 
     def encode(self, x_BM: Float[Tensor, "B M"]) -> tuple[Float[Tensor, "B K"], Int[Tensor, "B K"]]:
         return topk_encode(self.preactivations(x_BM), self.k)

@@ -83,6 +83,27 @@ def test_the_ranked_hunt_finds_the_planted_pairs_with_p_and_r_at_least_0_9(
     assert recall >= 0.9
 
 
+def test_ranked_scoring_refuses_an_unreadable_decoder_in_one_line_and_leaves_no_run(
+    planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
+) -> None:
+    # The ranked score needs the ablator's decoder (its floor and sibling rule read it).
+    case, cooc, ablation = planted
+    weights = case.ablator_dir / "sae_weights.safetensors"
+    saved = weights.read_bytes()
+    inputs = ["--ablation-dir", str(ablation), "--cooccurrence-dir", str(cooc), "--device", "cpu"]
+    try:
+        weights.write_text("not safetensors", encoding="utf-8")
+        result = CliRunner().invoke(
+            pairs_app, [*inputs, "--scoring", "ranked", "--output-dir", str(tmp_path)]
+        )
+    finally:
+        weights.write_bytes(saved)
+    assert result.exit_code != 0
+    assert "cannot read the ablator's decoder" in result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.iterdir())
+
+
 def test_never_co_occurring_and_similar_alone_also_calls_siblings(
     planted: tuple[PlantedHunt, Path, Path], tmp_path: Path
 ) -> None:

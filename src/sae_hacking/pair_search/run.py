@@ -133,7 +133,8 @@ def run(config: PairSearchConfig) -> Path:
     scores: list[float | None] = [None] * len(pairs)
     if ranked:
         assert cooccurrence is not None
-        decoder_P = _ranking_decoder_cosines(store.manifest, pairs.first_P, pairs.second_P)
+        with removed_unless_used(run_dir):  # an unreadable decoder leaves no run behind
+            decoder_P = _ranking_decoder_cosines(store.manifest, pairs.first_P, pairs.second_P)
         ranking = rank_pairs(
             pairs,
             cooccurrence.firing_E,

@@ -44,47 +44,42 @@ def test_score_is_similarity_times_confidence_with_negative_similarity_as_zero()
     assert score.tolist() == pytest.approx([0.4, 0.0, 0.4])
 
 
-def slow_siblings(pairs: list[tuple[int, int]], cosine: list[float]) -> list[bool]:
-    cosine_of = {frozenset(p): c for p, c in zip(pairs, cosine, strict=True)}
+def slow_siblings(pairs: list[tuple[int, int]], firing: list[int]) -> list[bool]:
+    linked = {frozenset(p) for p in pairs}
     latents = {x for p in pairs for x in p}
-    siblings = []
-    for x, y in pairs:
-        own = cosine_of[frozenset((x, y))]
-        siblings.append(
-            any(
-                frozenset((z, x)) in cosine_of
-                and frozenset((z, y)) in cosine_of
-                and cosine_of[frozenset((z, x))] > own
-                and cosine_of[frozenset((z, y))] > own
-                for z in latents
-            )
+    return [
+        any(
+            frozenset((z, x)) in linked
+            and frozenset((z, y)) in linked
+            and firing[z] > max(firing[x], firing[y])
+            for z in latents
         )
-    return siblings
+        for x, y in pairs
+    ]
 
 
-def test_siblings_are_the_side_of_a_triangle_with_the_lowest_decoder_cosine() -> None:
-    # Latent 0 is the parent (decoder: the letter), 3 and 5 absorb it (letter + own word) and pair
-    # with each other too, at the lower cosine; 7 and 8 pair alone. Firing rates play no part:
-    # the absorbers may fire more often than the parent.
+def test_siblings_under_a_more_frequent_latent_are_marked_and_the_absorption_kept() -> None:
+    # Latent 0 fires most (the parent), 3 and 5 absorb it and pair with each other too; 7 and 8
+    # pair alone.
+    firing = torch.tensor([900, 0, 0, 40, 0, 30, 0, 5, 6])
     pairs = [(0, 3), (0, 5), (3, 5), (7, 8)]
-    cosine = torch.tensor([0.7, 0.6, 0.42, 0.3])
     first, second = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
-    assert sibling_pairs(first, second, cosine).tolist() == [False, False, True, False]
+    assert sibling_pairs(first, second, firing).tolist() == [False, False, True, False]
 
 
 def test_sibling_pairs_match_a_loop_over_triangles_on_random_graphs() -> None:
     generator = torch.Generator().manual_seed(1)
     for _ in range(20):
         width = 12
+        firing = torch.randint(0, 50, (width,), generator=generator)
         all_pairs = [(i, j) for i in range(width) for j in range(i + 1, width)]
         keep = torch.rand(len(all_pairs), generator=generator) < 0.3
         pairs = [p for p, k in zip(all_pairs, keep.tolist(), strict=True) if k]
         if not pairs:
             continue
-        cosine = torch.rand(len(pairs), generator=generator) * 2 - 1
         first, second = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
-        expected = slow_siblings(pairs, cosine.tolist())
-        assert sibling_pairs(first, second, cosine).tolist() == expected
+        expected = slow_siblings(pairs, firing.tolist())
+        assert sibling_pairs(first, second, firing).tolist() == expected
 
 
 def test_carries_parent_keeps_pairs_whose_decoders_share_a_direction() -> None:

@@ -10,10 +10,9 @@ too: a parent latent that still fires on a few of its absorber's tokens keeps a 
 as long as the count stays far below the base rate.
 
 The score multiplies that confidence by the similarity of the pair's effects (clipped at 0), so a
-pair ranks high only when it both avoids itself beyond chance and acts alike downstream. Two
-checks on the decoders follow: the pair's decoders must share a direction (``carries_parent``),
-and of a triangle of candidates the side with the lowest decoder cosine is two absorbers of one
-parent (``sibling_pairs``).
+pair ranks high only when it both avoids itself beyond chance and acts alike downstream. The
+pair's decoders must share a direction (``carries_parent``), and two absorbers of one parent are
+dropped as siblings (``sibling_pairs``).
 """
 
 import torch
@@ -22,8 +21,8 @@ from jaxtyping import Bool, Float, Int, jaxtyped
 from torch import Tensor
 
 # The decoder cosine below which a pair cannot be parent and absorber (an absorber's decoder carries
-# its parent's direction). Not fitted: on the trained planted case ranked F1 is 0.52-0.61 for floors
-# 0.05-0.2 (0.54 here), 0.26 with none (README).
+# its parent's direction). Not fitted: on the trained planted case ranked F1 is 0.39-0.54 for floors
+# 0.05-0.2 (0.40 here), 0.20 with none (README).
 CARRIES_PARENT = 0.1
 
 
@@ -69,19 +68,17 @@ def carries_parent(
 
 @jaxtyped(typechecker=beartype)
 def sibling_pairs(
-    first_P: Int[Tensor, " P"], second_P: Int[Tensor, " P"], decoder_cosine_P: Float[Tensor, " P"]
+    first_P: Int[Tensor, " P"], second_P: Int[Tensor, " P"], firing_E: Int[Tensor, " E"]
 ) -> Bool[Tensor, " P"]:
-    """Which candidate pairs are siblings: both latents also pair with a third, and their
-    decoders are further apart than each is from the third's.
+    """Which candidate pairs are siblings: both latents also pair with a third that fires more
+    often than either.
 
     Two latents that absorb the same parent (two words of one letter) never co-occur and both
-    carry the parent, so they look like a pair; so does each with the parent's own latent. In the
-    triangle {z, x, y} the parent's decoder is the component the absorbers share: with
-    ``d_x = a z + b u`` and ``d_y = a' z + b' v`` (``u``, ``v`` their own directions), the
-    absorbers' cosine ``a a'`` is below both of theirs with ``z`` (``a`` and ``a'``), so the
-    pair with the lowest decoder cosine is the sibling side and (z, x), (z, y) the absorption.
-    Firing rates cannot tell the parent: the absorbers are often the most frequent latents (the
-    frequent words absorb their letter), so the decoders decide.
+    carry the parent, so they look like a pair; so does each with the parent's own latent. The
+    parent's latent is the general one: it fires on the parent's remaining contexts, more often
+    than any single absorber (a letter latent on thousands of words, a word latent on one). A
+    candidate pair (x, y) whose latents both pair with such a more frequent z is the sibling side
+    of the triangle {z, x, y}; the pairs (z, x) and (z, y) are the absorption.
     """
     device = first_P.device
     latents_L, local_2P = torch.unique(torch.stack([first_P, second_P]), return_inverse=True)
@@ -89,15 +86,13 @@ def sibling_pairs(
     linked_LL = torch.zeros(n, n, dtype=torch.bool, device=device)
     linked_LL[local_2P[0], local_2P[1]] = True
     linked_LL[local_2P[1], local_2P[0]] = True
-    cosine_LL = torch.zeros(n, n, dtype=decoder_cosine_P.dtype, device=device)
-    cosine_LL[local_2P[0], local_2P[1]] = decoder_cosine_P
-    cosine_LL[local_2P[1], local_2P[0]] = decoder_cosine_P
+    firing_L = firing_E.to(device)[latents_L]
     sibling_P = torch.zeros(first_P.shape[0], dtype=torch.bool, device=device)
     # Blocks of pairs bound the (pairs x latents) masks to a few MB.
     step = max(1, (1 << 22) // max(n, 1))
     for start in range(0, first_P.shape[0], step):
         a_D, b_D = local_2P[0, start : start + step], local_2P[1, start : start + step]
-        own_D = decoder_cosine_P[start : start + step, None]
-        closer_DL = (cosine_LL[a_D] > own_D) & (cosine_LL[b_D] > own_D)
-        sibling_P[start : start + step] = (linked_LL[a_D] & linked_LL[b_D] & closer_DL).any(dim=1)
+        floor_D = torch.maximum(firing_L[a_D], firing_L[b_D])
+        above_DL = linked_LL[a_D] & linked_LL[b_D] & (firing_L[None, :] > floor_D[:, None])
+        sibling_P[start : start + step] = above_DL.any(dim=1)
     return sibling_P

@@ -3,8 +3,8 @@
 The search keeps every pair with effect cosine at least the score bar (the score is never above
 the cosine) whatever its co-occurrence; each pair then gets its count expected under
 independence, its exclusion confidence and its score; pairs below the bar, pairs whose decoders
-share no direction and siblings (the lowest decoder cosine of a triangle of candidates) are
-dropped, and the rest are ordered best score first.
+share no direction and siblings under a more frequent latent are dropped, and the rest are ordered
+best score first.
 """
 
 from dataclasses import dataclass
@@ -52,9 +52,7 @@ def rank_pairs(
         decoder_cosine_P, min_decoder_cosine
     )
     kept_D = keep_P.nonzero().squeeze(1)
-    siblings_D = sibling_pairs(
-        pairs.first_P[kept_D], pairs.second_P[kept_D], decoder_cosine_P[kept_D]
-    )
+    siblings_D = sibling_pairs(pairs.first_P[kept_D], pairs.second_P[kept_D], firing_E)
     keep_P[kept_D[siblings_D]] = False
     order = score_P.masked_fill(~keep_P, -1.0).argsort(descending=True, stable=True)
     order = order[: int(keep_P.sum())]

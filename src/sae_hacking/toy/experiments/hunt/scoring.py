@@ -208,11 +208,10 @@ def _effect_never(t: PairTable, bar: float) -> Tensor:
 
 
 def _ranked(t: PairTable, bar: float) -> Tensor:
-    decoder_P = t.similarity["decoder"]
     keep_P = absorption_score(t.similarity["effect"], t.confidence_P) >= bar
-    keep_P &= carries_parent(decoder_P)
+    keep_P &= carries_parent(t.similarity["decoder"])
     kept_D = keep_P.nonzero().squeeze(1)
-    siblings_D = sibling_pairs(t.first_P[kept_D], t.second_P[kept_D], decoder_P[kept_D])
+    siblings_D = sibling_pairs(t.first_P[kept_D], t.second_P[kept_D], t.firing_E)
     keep_P[kept_D[siblings_D]] = False
     return keep_P
 
@@ -225,7 +224,8 @@ METHODS = (
     Method("effect+never", "effect cosine in the effect space, never co-occur", _effect_never),
     Method(
         "ranked",
-        "effect cosine x exclusion confidence, decoders sharing a direction, siblings dropped",
+        "effect cosine x exclusion confidence, decoders sharing a direction, siblings under a more "
+        "frequent latent dropped",
         _ranked,
     ),
 )

@@ -21,8 +21,8 @@ from jaxtyping import Bool, Float, Int, jaxtyped
 from torch import Tensor
 
 # The decoder cosine below which a pair cannot be parent and absorber (an absorber's decoder carries
-# its parent's direction). Not fitted: on the trained planted case ranked F1 is 0.39-0.54 for floors
-# 0.05-0.2 (0.40 here), 0.20 with none (README).
+# its parent's direction). Not fitted: on the trained planted case ranked F1 was 0.39-0.54 for floors
+# 0.05-0.2 (0.40 at 0.1) and 0.20 with none (README).
 CARRIES_PARENT = 0.1
 
 

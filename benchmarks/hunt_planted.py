@@ -1,7 +1,7 @@
 """The hunt's methods on the planted language model, through the three scripts, against the truth.
 
 Builds the planted case (``llm/planted_hunt.py``: 24 fully absorbing words, ten letters with two
-absorbers each), runs gemma_cooccurrences -> gemma_selective_ablate -> look_for_pairs, and prints
+absorbers each; with ``--trained`` a trained ablator and reader on 3,000 prompts), runs gemma_cooccurrences -> gemma_selective_ablate -> look_for_pairs, and prints
 precision / recall / F1 of: the original's scoring (sign patterns, cosine 0.5, never
 co-occurring), decoder cosine alone and with the co-occurrence bar, co-occurrence alone, effect
 cosine with the co-occurrence bar, and the ranked score. All over the latents the ablation step
@@ -68,7 +68,9 @@ def main() -> None:
         cooc = only_run(root / "cooc")
         saes = ["--ablator-sae-release", str(case.ablator_dir)]
         saes += ["--reader-sae-release", str(case.reader_dir), "--cooccurrence-dir", str(cooc)]
-        sizes = ["--n-prompts", "600", "--abridge-ablations-to", "40", "--batch-size", "32"]
+        # Every prompt of the corpus is ablated (600 hand-built, 3,000 trained).
+        prompts = len(case.corpus.read_text(encoding="utf-8").splitlines())
+        sizes = ["--n-prompts", str(prompts), "--abridge-ablations-to", "40", "--batch-size", "32"]
         sizes += ["--effect-space", args.effect_space]
         invoke(ablate_app, [*model, *corpus, *saes, *sizes, "--output-dir", str(root / "abl")])
         ablation = only_run(root / "abl")

@@ -1,5 +1,6 @@
 """Ranked pair scores: the base rate of co-occurrence, exclusion confidence, the combined score."""
 
+import dataclasses
 import math
 
 import pytest
@@ -7,11 +8,14 @@ import torch
 from scipy.stats import poisson
 
 from sae_hacking.core.pair_scores import (
+    CARRIES_PARENT,
     absorption_score,
+    carries_parent,
     exclusion_confidence,
     expected_cooccurrence,
     sibling_pairs,
 )
+from sae_hacking.pair_search.config import PairSearchConfig
 
 
 def test_expected_cooccurrence_is_the_product_of_firing_rates_times_tokens() -> None:
@@ -76,3 +80,13 @@ def test_sibling_pairs_match_a_loop_over_triangles_on_random_graphs() -> None:
         first, second = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
         expected = slow_siblings(pairs, firing.tolist())
         assert sibling_pairs(first, second, firing).tolist() == expected
+
+
+def test_carries_parent_keeps_pairs_whose_decoders_share_a_direction() -> None:
+    cosine = torch.tensor([0.5, 0.1, 0.09, -0.4])
+    assert carries_parent(cosine, 0.1).tolist() == [True, True, False, False]
+
+
+def test_the_pair_search_option_defaults_to_the_core_floor() -> None:
+    fields = {f.name: f for f in dataclasses.fields(PairSearchConfig)}
+    assert fields["min_decoder_cosine"].default == CARRIES_PARENT

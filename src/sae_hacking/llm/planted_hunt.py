@@ -241,7 +241,10 @@ def measured_absorption(
 ) -> list[dict[str, Any]]:
     """The absorption a trained ablator has, read from its activations.
 
-    Each letter's latent is the one whose decoder is closest to the letter direction. On the
+    Each letter's latent is the one whose decoder is closest to the letter direction among the
+    latents that fire on the letter's words (a dead latent can absorb nothing, and no hunt that
+    reads activations can see it; a letter whose own latent died is represented by the live
+    latent nearest its direction, which its other words' latents then absorb). On the
     tokens of each word, its word latent is the latent (other than the letter's) that fires most;
     the pair (letter latent, word latent) is absorbing when, on at least ``min_share`` of the
     word's tokens, the word latent fires and the letter latent is silent, and the word latent's
@@ -250,7 +253,12 @@ def measured_absorption(
     codes_TE = ablator.encode(acts.ablator_TM)
     unit_EM = torch.nn.functional.normalize(ablator.W_dec.detach(), dim=1)
     cosine_EA = unit_EM @ planted.letter_dirs_AM.T
-    letter_latent_A = cosine_EA.argmax(dim=0)
+    # A latent that never fires on a letter's words is not that letter's latent, however close
+    # its decoder: a letter latent that died in training leaves the letter to the live latents.
+    fires_AE = torch.zeros(len(LETTERS), codes_TE.shape[1], dtype=torch.bool)
+    for letter, token in zip(planted.word_letters, planted.word_token_ids, strict=True):
+        fires_AE[LETTERS.index(letter)] |= (codes_TE[acts.tokens_T == token] > 0).any(dim=0)
+    letter_latent_A = cosine_EA.masked_fill(~fires_AE.T, -2.0).argmax(dim=0)
     pairs = []
     for word, letter, token in zip(
         planted.words, planted.word_letters, planted.word_token_ids, strict=True
@@ -282,7 +290,7 @@ def measured_absorption(
 
 def write_trained_planted_hunt(
     root: Path,
-    prompts: int = 600,
+    prompts: int = 3000,
     words_per_prompt: int = 16,
     exponent: float = 1.0,
     ablator_k: float = 1.5,
@@ -293,7 +301,11 @@ def write_trained_planted_hunt(
     """The planted case with trained SAEs: a BatchTopK ablator trained on the embeddings of a
     Zipf corpus (a tight k makes frequent words absorb their letter: one latent per token
     instead of two) and a BatchTopK reader trained on ``READER_HOOK``; the truth is the
-    absorption measured from the ablator's activations (``measured_absorption``)."""
+    absorption measured from the ablator's activations (``measured_absorption``).
+
+    3,000 prompts (63k tokens): a letter latent firing on a few rare words meets a frequent word
+    about once by chance in that many tokens, so its silence beside the word becomes evidence
+    (with 600 prompts the absorbed pairs' exclusion confidence had median 0.21)."""
     planted = build_planted_model(PlantedSpec(seed=seed))
     lines = zipf_corpus(planted, prompts, words_per_prompt, exponent, seed)
     acts = hook_activations(planted, lines)

@@ -46,11 +46,19 @@ class PairSearchConfig:
     scoring: str = option(
         "thresholds",
         "thresholds (cosine and co-occurrence bars) or ranked (effect cosine x confidence that "
-        "the pair co-occurs less than chance, siblings dropped; needs --cooccurrence-dir)",
+        "the pair co-occurs less than chance, decoders sharing a direction, siblings dropped; "
+        "needs --cooccurrence-dir and the ablator's decoder)",
         check=one_of("thresholds", "ranked"),
     )
     score_threshold: float = option(
         0.3, "with --scoring ranked: keep pairs scoring at least this", check=between(0.0, 1.0)
+    )
+    # core.pair_scores.CARRIES_PARENT (this module imports no torch).
+    min_decoder_cosine: float = option(
+        0.1,
+        "with --scoring ranked: drop pairs whose ablator decoders are closer to orthogonal than this "
+        "(an absorber's decoder carries its parent)",
+        check=between(-1.0, 1.0),
     )
     just_these: tuple[int, ...] = option(
         (), "only pairs involving these latents (repeatable or comma-separated)"

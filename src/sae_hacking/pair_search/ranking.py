@@ -2,8 +2,9 @@
 
 The search keeps every pair with effect cosine at least the score bar (the score is never above
 the cosine) whatever its co-occurrence; each pair then gets its count expected under
-independence, its exclusion confidence and its score, pairs below the bar and siblings under a
-more frequent latent are dropped, and the rest are ordered best score first.
+independence, its exclusion confidence and its score; pairs below the bar, pairs whose decoders
+share no direction and siblings under a more frequent latent are dropped, and the rest are ordered
+best score first.
 """
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from torch import Tensor
 
 from sae_hacking.core.pair_scores import (
     absorption_score,
+    carries_parent,
     exclusion_confidence,
     expected_cooccurrence,
     sibling_pairs,
@@ -32,14 +34,23 @@ class RankedPairs:
 
 
 def rank_pairs(
-    pairs: Pairs, firing_E: Int[Tensor, " E"], tokens: int, score_threshold: float
+    pairs: Pairs,
+    firing_E: Int[Tensor, " E"],
+    tokens: int,
+    score_threshold: float,
+    decoder_cosine_P: Float[Tensor, " P"],
+    min_decoder_cosine: float,
 ) -> RankedPairs:
-    """Score ``pairs`` (exact co-occurrence counts), keep those at the bar minus siblings, sort."""
+    """Score ``pairs`` (exact co-occurrence counts; ``decoder_cosine_P`` their ablator decoder
+    cosines), keep those at the bar whose decoders share a direction, minus siblings, sort."""
     firing_E = firing_E.to(pairs.first_P.device)
+    decoder_cosine_P = decoder_cosine_P.to(pairs.first_P.device).float()
     expected_P = expected_cooccurrence(firing_E[pairs.first_P], firing_E[pairs.second_P], tokens)
     confidence_P = exclusion_confidence(pairs.cooccurrence_P, expected_P)
     score_P = absorption_score(pairs.cosine_P.float(), confidence_P)
-    keep_P: Bool[Tensor, " P"] = score_P >= score_threshold
+    keep_P: Bool[Tensor, " P"] = (score_P >= score_threshold) & carries_parent(
+        decoder_cosine_P, min_decoder_cosine
+    )
     kept_D = keep_P.nonzero().squeeze(1)
     siblings_D = sibling_pairs(pairs.first_P[kept_D], pairs.second_P[kept_D], firing_E)
     keep_P[kept_D[siblings_D]] = False

@@ -133,8 +133,15 @@ def run(config: PairSearchConfig) -> Path:
     scores: list[float | None] = [None] * len(pairs)
     if ranked:
         assert cooccurrence is not None
+        with removed_unless_used(run_dir):  # an unreadable decoder leaves no run behind
+            decoder_P = _ranking_decoder_cosines(store.manifest, pairs.first_P, pairs.second_P)
         ranking = rank_pairs(
-            pairs, cooccurrence.firing_E, cooccurrence.tokens, config.score_threshold
+            pairs,
+            cooccurrence.firing_E,
+            cooccurrence.tokens,
+            config.score_threshold,
+            decoder_P,
+            config.min_decoder_cosine,
         )
         pairs, scores = ranking.pairs, ranking.score_P.tolist()
     ids = sorted(set(pairs.first_P.tolist()) | set(pairs.second_P.tolist()))
@@ -203,7 +210,8 @@ def run(config: PairSearchConfig) -> Path:
     if ranked:
         head = (
             f"{len(rows)} pairs scoring >= {config.score_threshold:g} ({kind} x exclusion "
-            f"confidence, siblings dropped), scored from the best {len(search.pairs)} of the "
+            f"confidence, decoder cosine >= {config.min_decoder_cosine:g}, siblings dropped), "
+            f"scored from the best {len(search.pairs)} of the "
             f"{search.passed} pairs with {kind} >= {config.score_threshold:g}"
         )
     else:
@@ -263,6 +271,18 @@ def _truth_line(scored: AtN, path: Path | None) -> str:
         f"{scored.precision:.2f}), {scored.hits} of the {scored.truth} true pairs reported "
         f"(recall {scored.recall:.2f})"
     )
+
+
+def _ranking_decoder_cosines(
+    manifest: dict[str, Any], first_P: torch.Tensor, second_P: torch.Tensor
+) -> torch.Tensor:
+    """Each pair's decoder cosine, which the ranked score needs (a decoder that cannot be read
+    is a one-line error)."""
+    if first_P.shape[0] == 0:
+        return torch.zeros(0)
+    latents_D, index_2P = torch.unique(torch.stack([first_P, second_P]).cpu(), return_inverse=True)
+    decoder_DM = decoder_rows(manifest["ablator"], manifest["model"], latents_D.tolist())
+    return decoder_cosines(decoder_DM, index_2P[0], index_2P[1])
 
 
 def _decoder_cosines(

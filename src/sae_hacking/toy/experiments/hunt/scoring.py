@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from sae_hacking.core.pair_scores import absorption_score, sibling_pairs
+from sae_hacking.core.pair_scores import absorption_score, carries_parent, sibling_pairs
 from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.metrics.absorption import (
     AbsorbedPair,
@@ -209,6 +209,7 @@ def _effect_never(t: PairTable, bar: float) -> Tensor:
 
 def _ranked(t: PairTable, bar: float) -> Tensor:
     keep_P = absorption_score(t.similarity["effect"], t.confidence_P) >= bar
+    keep_P &= carries_parent(t.similarity["decoder"])
     kept_D = keep_P.nonzero().squeeze(1)
     siblings_D = sibling_pairs(t.first_P[kept_D], t.second_P[kept_D], t.firing_E)
     keep_P[kept_D[siblings_D]] = False
@@ -223,7 +224,8 @@ METHODS = (
     Method("effect+never", "effect cosine in the effect space, never co-occur", _effect_never),
     Method(
         "ranked",
-        "effect cosine x exclusion confidence, siblings under a more frequent latent dropped",
+        "effect cosine x exclusion confidence, decoders sharing a direction, siblings under a more "
+        "frequent latent dropped",
         _ranked,
     ),
 )

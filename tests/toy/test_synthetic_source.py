@@ -125,3 +125,29 @@ def test_sample_returns_the_sparse_truth_behind_the_activations(draws) -> None:
     torch.testing.assert_close(
         x_BM, truth_BN.to_dense() @ source.W_NM + source.bias_M, atol=1e-4, rtol=1e-4
     )
+
+
+def test_byte_first_firing_matches_the_normal_draw_given_the_factor_draw() -> None:
+    """``fire_flat`` (a first random byte, then exact) against ``fire`` (a normal per entry).
+
+    The copula's factor draw is held fixed, so each entry fires with its own probability Phi(z);
+    the two samplers' frequencies per entry are compared over many repeats.
+    """
+    source = SyntheticSource(tiny_model(), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(2)
+    batch, repeats = 16, 4000
+    eps_BU = source.factor_draw(batch, generator)
+    assert eps_BU is not None
+    width = len(source.free_F)
+    fast_BF = torch.zeros(batch * width)
+    plain_BF = torch.zeros(batch, width)
+    for _ in range(repeats):
+        fast_BF[source.fire_flat(eps_BU, batch, generator)] += 1
+        plain_BF += source.fire(eps_BU, source.free_F4, source.factor_free_UF, batch, generator)
+    fast_BF, plain_BF = fast_BF.view(batch, width) / repeats, plain_BF / repeats
+    error_BF = difference_error(fast_BF, plain_BF, repeats)
+    assert ((fast_BF - plain_BF).abs() <= SIGMAS * error_BF).all()
+    # Entries both above and below the byte cut are exercised.
+    z_BF = torch.addmm(source.offset_free_F, eps_BU, source.factor_free_scaled_UF)
+    assert (z_BF < source.z_cut).any() and (z_BF >= source.z_cut).any()
+    assert (fast_BF > 0).float().mean() > 0.2

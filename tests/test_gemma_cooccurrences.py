@@ -21,6 +21,7 @@ from tests.cooccurrence_setup import (
     counts_of,
     free_port,
     reference_counts,
+    reference_token_bitmap,
     write_corpus,
 )
 
@@ -41,6 +42,8 @@ def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_
     counts = counts_of(run_dir)["pair_counts"]
     got = {(int(a), int(b)): int(c) for a, b, c in zip(i, j, counts, strict=True) if c}
     assert got == pairs
+    bits = results.token_bits()
+    assert bits is not None and torch.equal(bits, reference_token_bitmap(contexts, 512))
     assert json.loads((run_dir / "config.json").read_text())["config"]["model"] == "tiny"
     top = results.top_tensors()
     for e in range(512):

@@ -4,8 +4,8 @@ Builds the planted case (``llm/planted_hunt.py``: 24 fully absorbing words, ten 
 absorbers each; with ``--trained`` a trained ablator and reader on 3,000 prompts), runs gemma_cooccurrences -> gemma_selective_ablate -> look_for_pairs, and prints
 precision / recall / F1 of: the original's scoring (sign patterns, cosine 0.5, never
 co-occurring), decoder cosine alone and with the co-occurrence bar, co-occurrence alone, effect
-cosine with the co-occurrence bar, and the ranked score. All over the latents the ablation step
-ablated.
+cosine with the co-occurrence bar, and the ranked score (at the default generality ratio and at
+others, 1 applying no generality rule). All over the latents the ablation step ablated.
 
     uv run benchmarks/hunt_planted.py
     uv run benchmarks/hunt_planted.py --effect-space activations   # effects in the reader hook
@@ -31,6 +31,9 @@ from sae_hacking.llm.saes import load_sae_from_disk
 from sae_hacking.look_for_pairs import app as pairs_app
 
 DECODER_COSINE = 0.45
+
+
+RATIOS = (1.0, 1.5, 3.0, 5.0)
 
 
 def invoke(app: object, args: list[str]) -> None:
@@ -93,6 +96,11 @@ def main() -> None:
             "effect+never": search("effect", "--cosine-sim-threshold", str(DECODER_COSINE)),
             "ranked": search("ranked", "--scoring", "ranked"),
         }
+        # The generality rule's sensitivity: 1 applies no rule (siblings by distinct tokens only).
+        for ratio in RATIOS:
+            found[f"ranked, ratio {ratio:g}"] = search(
+                f"ratio{ratio:g}", "--scoring", "ranked", "--generality-ratio", str(ratio)
+            )
         # Decoder cosine and co-occurrence alone, over the same ablated latents.
         latents_R = EffectStore(ablation / "effects", "--ablation-dir").latents_R
         decoder_EM = load_sae_from_disk(case.ablator_dir).W_dec.detach()
@@ -116,7 +124,7 @@ def main() -> None:
     )
     for column in ("method", "found", "P", "R", "F1"):
         table.add_column(column, justify="left" if column == "method" else "right")
-    for name in ("original", "decoder", "decoder+never", "never", "effect+never", "ranked"):
+    for name in found:
         table.add_row(name, *scored(found[name], truth))
     Console(width=120).print(table)
 

@@ -47,11 +47,13 @@ def counts_of(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def assert_same_results(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    """Equal counts, firing counts, activation histograms and top contexts (which the run keeps
-    by default)."""
+    """Equal counts, firing counts, activation histograms, token bitmaps and top contexts (which
+    the run keeps by default)."""
     assert "top_prompts" in expected and set(got) == set(expected)
     assert bool((expected["top_prompts"] >= 0).any())
     assert int(expected["activation_histogram"].sum()) >= int(expected["firing_counts"].sum()) > 0
+    fired_E = expected["firing_counts"] > 0
+    assert torch.equal(expected["token_bitmap"].bool().any(dim=1), fired_E)
     for key, tensor in expected.items():
         assert torch.equal(got[key], tensor), key
 
@@ -65,6 +67,21 @@ def only_run_dir(output_dir: Path) -> Path:
 def reference_bin(activation: float) -> int:
     """The histogram bin of a positive activation: 8 per octave from 2^-10, ends clamped."""
     return min(max(math.floor((math.log2(activation) + 10) * 8), 0), 191)
+
+
+def reference_token_bit(token: int) -> int:
+    """The bitmap bit of a token id: the top 10 of the low 32 bits of id * 2654435761."""
+    return ((token * 2654435761) % 2**32) >> 22
+
+
+def reference_token_bitmap(contexts: dict[int, list], width: int) -> torch.Tensor:
+    """Each latent's bitmap of the tokens it fired on, from ``reference_counts``' contexts (the
+    token itself sits at index 8 of each window)."""
+    bits = torch.zeros(width, 1024, dtype=torch.uint8)
+    for latent, seen in contexts.items():
+        for _, _, _, window in seen:
+            bits[latent, reference_token_bit(window[8])] = 1
+    return bits
 
 
 def reference_counts(

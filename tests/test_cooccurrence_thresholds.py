@@ -47,6 +47,7 @@ from tests.cooccurrence_setup import (
     free_port,
     only_run_dir,
     reference_counts,
+    reference_token_bitmap,
     write_corpus,
 )
 
@@ -77,6 +78,9 @@ def assert_matches_reference(run_dir: Path, thresholds: list[float]) -> None:
     assert got is not None
     nonzero = got.nonzero().tolist()
     assert {(e, b): int(got[e, b]) for e, b in nonzero} == histogram
+    # Only firings above the bars mark a token.
+    bits = results.token_bits()
+    assert bits is not None and torch.equal(bits, reference_token_bitmap(contexts, WIDTH))
     top = results.top_tensors()
     for e in range(WIDTH):
         best = sorted(contexts.get(e, []), key=lambda c: (-c[0], c[1], c[2]))[:5]

@@ -11,7 +11,14 @@ from sae_hacking.core.triangle import triangle_row, triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.gemma_cooccurrences import app
 from sae_hacking.io.bundle import load_manifest
-from sae_hacking.io.cooccurrence_results import load_cooccurrence, merge_results, read_vocabulary
+from sae_hacking.io.cooccurrence_results import (
+    load_cooccurrence,
+    merge_results,
+    read_manifest,
+    read_tensors,
+    read_vocabulary,
+    save_counts,
+)
 from sae_hacking.llm import tiny_tokenizer
 from tests.cooccurrence_setup import (
     PROMPTS,
@@ -21,6 +28,7 @@ from tests.cooccurrence_setup import (
     counts_of,
     free_port,
     reference_counts,
+    reference_token_bitmap,
     write_corpus,
 )
 
@@ -41,6 +49,8 @@ def test_counts_match_a_per_token_reference_on_the_tiny_model(corpus: Path, tmp_
     counts = counts_of(run_dir)["pair_counts"]
     got = {(int(a), int(b)): int(c) for a, b, c in zip(i, j, counts, strict=True) if c}
     assert got == pairs
+    bits = results.token_bits()
+    assert bits is not None and torch.equal(bits, reference_token_bitmap(contexts, 512))
     assert json.loads((run_dir / "config.json").read_text())["config"]["model"] == "tiny"
     top = results.top_tensors()
     for e in range(512):
@@ -147,3 +157,19 @@ def test_triangle_size_of_the_tiny_sae_is_what_the_manifest_says(
     assert load_manifest(run_dir, "counts")["tensors"]["pair_counts"]["shape"] == [
         triangle_size(512)
     ]
+
+
+def test_a_run_from_before_token_bitmaps_has_unknown_distinct_tokens(
+    corpus: Path, tmp_path: Path
+) -> None:
+    run_dir = run(config(corpus, tmp_path / "out", max_prompts=2))
+    distinct = load_cooccurrence(run_dir).distinct_tokens()
+    fired = load_cooccurrence(run_dir).firing_E > 0
+    assert distinct is not None and bool((distinct[fired] >= 1).all())
+    assert bool((distinct[~fired] == 0).all())
+    old = tmp_path / "old"
+    old.mkdir()
+    tensors = read_tensors(run_dir)
+    del tensors["token_bitmap"]
+    save_counts(old, tensors, read_manifest(run_dir))
+    assert load_cooccurrence(old).distinct_tokens() is None

@@ -279,14 +279,13 @@ def test_the_ranked_hunt_on_the_trained_planted_case_reaches_its_measured_p_and_
     tmp_path: Path,
 ) -> None:
     # benchmarks/hunt_planted.py --trained --effect-space activations, measured: 40 pairs, ranked
-    # P 0.38, R 0.57 (decoder cosine >= 0.45: 0.75 / 0.53); 0.34 / 0.48 with the toy trainer's
-    # earlier BatchTopK. Below the 0.9 target: most false pairs
-    # are two latents of one letter neither of which is the letter's latent (README).
+    # P 0.59, R 0.75 with the generality rule (0.38 / 0.57 without it; decoder cosine >= 0.45:
+    # 0.75 / 0.53). Below the 0.9 target (README).
     truth, found = run_trained_hunt(tmp_path, prompts=3000, steps=1500, ablated=3000)
     precision, recall = precision_recall(found, truth)
     assert len(truth) >= 30
-    assert precision >= 0.24
-    assert recall >= 0.38
+    assert precision >= 0.45
+    assert recall >= 0.6
 
 
 def run_trained_hunt(root: Path, prompts: int, steps: int, ablated: int) -> tuple[frozenset, set]:

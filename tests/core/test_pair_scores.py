@@ -9,13 +9,17 @@ from scipy.stats import poisson
 
 from sae_hacking.core.pair_scores import (
     CARRIES_PARENT,
+    GENERALITY_RATIO,
     absorption_score,
     carries_parent,
     exclusion_confidence,
     expected_cooccurrence,
+    parent_and_absorber,
     sibling_pairs,
 )
+from sae_hacking.core.pairs import Pairs
 from sae_hacking.pair_search.config import PairSearchConfig
+from sae_hacking.pair_search.ranking import rank_pairs
 
 
 def test_expected_cooccurrence_is_the_product_of_firing_rates_times_tokens() -> None:
@@ -90,3 +94,44 @@ def test_carries_parent_keeps_pairs_whose_decoders_share_a_direction() -> None:
 def test_the_pair_search_option_defaults_to_the_core_floor() -> None:
     fields = {f.name: f for f in dataclasses.fields(PairSearchConfig)}
     assert fields["min_decoder_cosine"].default == CARRIES_PARENT
+
+
+def test_the_generality_option_defaults_to_the_core_ratio() -> None:
+    fields = {f.name: f for f in dataclasses.fields(PairSearchConfig)}
+    assert fields["generality_ratio"].default == GENERALITY_RATIO
+
+
+def test_a_parent_and_absorber_differ_in_generality_by_the_ratio_either_way() -> None:
+    # letter (40 tokens) and word (1), word and letter, two words (1, 1), 2.0 vs 1.0 at the ratio,
+    # 3 vs 2 below it, two latents that never fired.
+    distinct_i = torch.tensor([40.0, 1.0, 1.0, 2.0, 3.0, 0.0])
+    distinct_j = torch.tensor([1.0, 40.0, 1.0, 1.0, 2.0, 0.0])
+    kept = parent_and_absorber(distinct_i, distinct_j, 2.0).tolist()
+    assert kept == [True, True, False, True, False, True]
+    assert parent_and_absorber(distinct_i, distinct_j, 1.0).all()
+
+
+def test_siblings_compare_distinct_tokens_when_given() -> None:
+    # Latent 0 (a letter) fires on 30 distinct tokens but less often than latent 3 (a frequent
+    # word of that letter, one token) which pairs with both 0 and 5: by firing counts (0, 5) looks
+    # like the sibling side under 3; by distinct tokens (3, 5) is, and both absorption pairs stay.
+    pairs = [(0, 3), (0, 5), (3, 5)]
+    first, second = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    firing = torch.tensor([100, 0, 0, 900, 0, 30])
+    distinct = torch.tensor([30.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    assert sibling_pairs(first, second, firing).tolist() == [False, True, False]
+    assert sibling_pairs(first, second, distinct).tolist() == [False, False, True]
+
+
+def test_ranking_drops_equally_general_pairs_only_where_distinct_tokens_are_known() -> None:
+    # (0, 3): letter and word; (3, 5): two words of the letter, never together, alike downstream.
+    first, second = torch.tensor([0, 3]), torch.tensor([3, 5])
+    pairs = Pairs(first, second, torch.tensor([0.9, 0.95]), torch.tensor([0, 0]))
+    firing = torch.tensor([500, 0, 0, 400, 0, 300])
+    decoder = torch.tensor([0.6, 0.5])
+    unknown = rank_pairs(pairs, firing, 10_000, 0.3, decoder, 0.1)
+    assert unknown.dropped_alike is None and unknown.pairs.first_P.tolist() == [3, 0]
+    distinct = torch.tensor([25.0, 0.0, 0.0, 1.0, 0.0, 1.0])
+    known = rank_pairs(pairs, firing, 10_000, 0.3, decoder, 0.1, distinct)
+    assert known.dropped_alike == 1
+    assert (known.pairs.first_P.tolist(), known.pairs.second_P.tolist()) == ([0], [3])

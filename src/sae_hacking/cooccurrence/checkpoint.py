@@ -18,10 +18,12 @@ from torch import Tensor
 from sae_hacking.config import ConfigError
 from sae_hacking.cooccurrence.config import CooccurrenceConfig
 from sae_hacking.cooccurrence.contexts import CONTEXT_AFTER, CONTEXT_BEFORE, TopContexts, merge_top
+from sae_hacking.core.distinct_tokens import TOKEN_BITS, token_bits_layout
 from sae_hacking.core.thresholds import HISTOGRAM_BINS, histogram_layout
 from sae_hacking.core.triangle import triangle_size
 from sae_hacking.io.cooccurrence_results import (
     ROWS,
+    TOKEN_BITMAP,
     TRIANGLE,
     has_vocabulary,
     read_manifest,
@@ -44,6 +46,8 @@ class Counter:
     firing_E: Tensor
     # Each latent's non-zero activations in the bins of core/thresholds.py (D: bins), int64.
     histogram_ED: Tensor
+    # Each latent's bitmap of the token ids it fired on (core/distinct_tokens.py; D: bits), uint8.
+    token_bits_ED: Tensor
     # When a latent counted as firing (io/firing_thresholds.py).
     firing_rule: dict[str, Any]
     prompts: int = 0
@@ -82,6 +86,7 @@ def manifest_of(
         "top_contexts": config.top_contexts,
         "firing": counter_rule,
         "activation_histogram": histogram_layout(),
+        TOKEN_BITMAP: token_bits_layout(),
         "context_window": [CONTEXT_BEFORE, CONTEXT_AFTER] if config.top_contexts else None,
         "world": ranks.world,
         "progress": progress,
@@ -117,6 +122,10 @@ def checkpoint(
             dist.reduce(tensor, dst=0)
             if not ranks.is_main:
                 tensor.zero_()
+        # A union of bitmaps is their OR (the maximum of 0/1 bytes).
+        dist.reduce(counter.token_bits_ED, dst=0, op=dist.ReduceOp.MAX)
+        if not ranks.is_main:
+            counter.token_bits_ED.zero_()
         if counter.top is not None:
             counter.top = _gathered_top(counter.top, ranks)
     if ranks.is_main:
@@ -131,6 +140,7 @@ def checkpoint(
             key: counter.counts,
             "firing_counts": counter.firing_E,
             HISTOGRAM: counter.histogram_ED,
+            TOKEN_BITMAP: counter.token_bits_ED,
         }
         if counter.top is not None:
             if not has_vocabulary(run_dir):
@@ -184,6 +194,7 @@ def start_counter(
         torch.zeros(shape, dtype=dtype, device=device),
         torch.zeros(width, dtype=torch.int64, device=device),
         torch.zeros(width, HISTOGRAM_BINS, dtype=torch.int64, device=device),
+        torch.zeros(width, TOKEN_BITS, dtype=torch.uint8, device=device),
         firing_rule,
     )
     if config.top_contexts:
@@ -199,6 +210,7 @@ def start_counter(
         counter.counts.copy_(saved[key])
         counter.firing_E.copy_(saved["firing_counts"])
         counter.histogram_ED.copy_(saved[HISTOGRAM])
+        counter.token_bits_ED.copy_(saved[TOKEN_BITMAP])
         if counter.top is not None:
             counter.top = TopContexts.of(saved).to(device)
     return counter
@@ -215,6 +227,12 @@ def check_resumable(resume: Path, ranks: RankInfo, top_contexts: int) -> None:
         raise ConfigError(
             "resume",
             f"'{resume}' was counted by an older version without activation histograms; "
+            "count it again from the start",
+        )
+    if TOKEN_BITMAP not in saved.get("tensors", {}):
+        raise ConfigError(
+            "resume",
+            f"'{resume}' was counted by an older version without token bitmaps; "
             "count it again from the start",
         )
     kept = int(saved.get("top_contexts") or 0)

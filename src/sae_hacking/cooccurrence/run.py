@@ -28,6 +28,7 @@ from sae_hacking.cooccurrence.checkpoint import (
 from sae_hacking.cooccurrence.config import DEFAULT_PROMPT_TOKENS, CooccurrenceConfig
 from sae_hacking.cooccurrence.contexts import batch_top, merge_top
 from sae_hacking.core.cooccurrence import active_entries, add_entry_counts_, add_row_counts_
+from sae_hacking.core.distinct_tokens import add_token_bits_
 from sae_hacking.core.thresholds import add_activation_histogram_
 from sae_hacking.devices import command_line, free_memory_bytes, resolve_device
 from sae_hacking.io.atomic import append_jsonl, remove_stale_temporaries
@@ -346,6 +347,8 @@ def _count(
                 token_D, latent_D = firing_entries(
                     active_TE, acts_TE, counter.histogram_ED, firing.thresholds_E
                 )
+                ids_T = batch.tokens_BS[batch.counted_BS]  # the rows of active_TE, in order
+                add_token_bits_(counter.token_bits_ED, latent_D, ids_T[token_D])
                 if firing.thresholds_E is not None and (config.top_contexts or config.rows):
                     active_TE = active_TE & (acts_TE.float() > firing.thresholds_E)
                 if config.top_contexts:

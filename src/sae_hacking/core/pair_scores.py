@@ -12,18 +12,42 @@ as long as the count stays far below the base rate.
 The score multiplies that confidence by the similarity of the pair's effects (clipped at 0), so a
 pair ranks high only when it both avoids itself beyond chance and acts alike downstream. The
 pair's decoders must share a direction (``carries_parent``), and two absorbers of one parent are
-dropped as siblings (``sibling_pairs``).
+dropped as siblings (``sibling_pairs``). Where each latent's number of distinct tokens is known (a
+language model's co-occurrence run), a pair must also have one member clearly more general than
+the other (``parent_and_absorber``): two words of one letter never share a token, both move the
+letter and both carry it, and only their generality (one token each) tells them from the letter.
 """
 
 import torch
 from beartype import beartype
-from jaxtyping import Bool, Float, Int, jaxtyped
+from jaxtyping import Bool, Float, Int, Real, jaxtyped
 from torch import Tensor
 
 # The decoder cosine below which a pair cannot be parent and absorber (an absorber's decoder carries
 # its parent's direction). Not fitted: on the trained planted case ranked F1 was 0.39-0.54 for floors
 # 0.05-0.2 (0.40 at 0.1) and 0.20 with none (README).
 CARRIES_PARENT = 0.1
+
+
+# How many times more distinct tokens a parent fires on than its absorber, at least. A parent keeps
+# the tokens of its children other than the absorber's, so a parent of two or more children reaches
+# twice a one-token absorber; linear counting's error on a few to a few hundred tokens is a few
+# percent, far inside a factor 2, so two absorbers of similar generality are never taken for a
+# parent and its absorber by noise.
+GENERALITY_RATIO = 2.0
+
+
+@jaxtyped(typechecker=beartype)
+def parent_and_absorber(
+    distinct_i_P: Float[Tensor, " P"],
+    distinct_j_P: Float[Tensor, " P"],
+    ratio: float = GENERALITY_RATIO,
+) -> Bool[Tensor, " P"]:
+    """Which pairs can be a parent and its absorber: one member fired on at least ``ratio`` times
+    the distinct tokens of the other (the parent is the general one, the absorber a word or few)."""
+    high_P = torch.maximum(distinct_i_P, distinct_j_P)
+    low_P = torch.minimum(distinct_i_P, distinct_j_P)
+    return high_P >= ratio * low_P
 
 
 @jaxtyped(typechecker=beartype)
@@ -68,17 +92,19 @@ def carries_parent(
 
 @jaxtyped(typechecker=beartype)
 def sibling_pairs(
-    first_P: Int[Tensor, " P"], second_P: Int[Tensor, " P"], firing_E: Int[Tensor, " E"]
+    first_P: Int[Tensor, " P"], second_P: Int[Tensor, " P"], generality_E: Real[Tensor, " E"]
 ) -> Bool[Tensor, " P"]:
-    """Which candidate pairs are siblings: both latents also pair with a third that fires more
-    often than either.
+    """Which candidate pairs are siblings: both latents also pair with a third more general than
+    either (``generality_E``: distinct tokens fired on where known, else firing counts).
 
     Two latents that absorb the same parent (two words of one letter) never co-occur and both
     carry the parent, so they look like a pair; so does each with the parent's own latent. The
     parent's latent is the general one: it fires on the parent's remaining contexts, more often
     than any single absorber (a letter latent on thousands of words, a word latent on one). A
-    candidate pair (x, y) whose latents both pair with such a more frequent z is the sibling side
-    of the triangle {z, x, y}; the pairs (z, x) and (z, y) are the absorption.
+    candidate pair (x, y) whose latents both pair with such a more general z is the sibling side
+    of the triangle {z, x, y}; the pairs (z, x) and (z, y) are the absorption. Firing counts
+    measure generality only roughly: under Zipf one absorbed word can fire more often than its
+    letter's latent, so a language model's run uses the distinct tokens each latent fired on.
     """
     device = first_P.device
     latents_L, local_2P = torch.unique(torch.stack([first_P, second_P]), return_inverse=True)
@@ -86,13 +112,13 @@ def sibling_pairs(
     linked_LL = torch.zeros(n, n, dtype=torch.bool, device=device)
     linked_LL[local_2P[0], local_2P[1]] = True
     linked_LL[local_2P[1], local_2P[0]] = True
-    firing_L = firing_E.to(device)[latents_L]
+    general_L = generality_E.to(device)[latents_L]
     sibling_P = torch.zeros(first_P.shape[0], dtype=torch.bool, device=device)
     # Blocks of pairs bound the (pairs x latents) masks to a few MB.
     step = max(1, (1 << 22) // max(n, 1))
     for start in range(0, first_P.shape[0], step):
         a_D, b_D = local_2P[0, start : start + step], local_2P[1, start : start + step]
-        floor_D = torch.maximum(firing_L[a_D], firing_L[b_D])
-        above_DL = linked_LL[a_D] & linked_LL[b_D] & (firing_L[None, :] > floor_D[:, None])
+        floor_D = torch.maximum(general_L[a_D], general_L[b_D])
+        above_DL = linked_LL[a_D] & linked_LL[b_D] & (general_L[None, :] > floor_D[:, None])
         sibling_P[start : start + step] = above_DL.any(dim=1)
     return sibling_P

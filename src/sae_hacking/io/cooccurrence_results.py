@@ -16,6 +16,9 @@ as the counts so both always describe the same checkpoint. ``activation_histogra
 counts each latent's non-zero activations in fixed log-spaced bins (``core/thresholds.py``,
 described by the manifest's ``activation_histogram``), to fit firing thresholds from later; the
 manifest's ``firing`` says when a latent counted as firing (``io/firing_thresholds.py``).
+``token_bitmap`` [E, 1024] (uint8, 0 or 1) marks the hashed ids of the tokens each latent fired on
+(``core/distinct_tokens.py``, described by the manifest's ``token_bitmap``): merged by OR, it
+estimates how many distinct tokens a latent fires on (its generality).
 ``vocabulary.json`` holds the tokenizer's text of every token id, so a report shows contexts
 without the tokenizer.
 
@@ -37,12 +40,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Bool, Int
+from jaxtyping import Bool, Float, Int, UInt8
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
 from sae_hacking.cooccurrence.contexts import CONTEXT_BEFORE, KEYS, NONE, TopContexts, merge_top
+from sae_hacking.core.distinct_tokens import distinct_tokens
 from sae_hacking.core.triangle import BITS_PER_WORD, bits_at, pack_bits, pair_index, triangle_size
 from sae_hacking.errors import UserInputError
 from sae_hacking.io.atomic import atomic_write, atomic_write_json, atomic_write_text
@@ -68,7 +72,8 @@ COUNTS = "counts"
 EVER = "ever_cooccurred"
 TRIANGLE = "packed_upper_triangle"
 ROWS = "rows"
-_NUMPY_DTYPES = {"I32": np.int32, "I64": np.int64}
+TOKEN_BITMAP = "token_bitmap"
+_NUMPY_DTYPES = {"U8": np.uint8, "I32": np.int32, "I64": np.int64}
 # Tensors are summed or bit-packed this many entries at a time, so memory stays near one copy.
 _CHUNK = 1 << 26
 
@@ -187,6 +192,8 @@ def check_counts(path: Path, manifest: dict[str, Any], flag: str) -> None:
             )
     if HISTOGRAM in manifest.get("tensors", {}):
         _check_histogram(path, np.asarray(memmap_tensor(path, HISTOGRAM, flag)), firing, flag)
+    if TOKEN_BITMAP in manifest.get("tensors", {}):
+        _check_token_bits(path, np.asarray(memmap_tensor(path, TOKEN_BITMAP, flag)), firing, flag)
 
 
 def _check_histogram(path: Path, histogram: np.ndarray, firing: np.ndarray, flag: str) -> None:
@@ -200,6 +207,20 @@ def _check_histogram(path: Path, histogram: np.ndarray, firing: np.ndarray, flag
             flag,
             f"'{path}' is impossible: latent {latent} fired on {int(firing[latent])} tokens but "
             f"its activation histogram holds {int(held[latent])}; the file is damaged",
+        )
+
+
+def _check_token_bits(path: Path, bits: np.ndarray, firing: np.ndarray, flag: str) -> None:
+    """Bits are 0 or 1, and a latent has a bit set exactly when it fired."""
+    if bits.ndim != 2 or bits.shape[0] != firing.shape[0]:
+        raise damaged(flag, path, f"token bitmaps of shape {list(bits.shape)}")
+    bad_E = (bits.max(axis=1, initial=0) > 1) | (bits.any(axis=1) != (firing > 0))
+    if bad_E.any():
+        latent = int(np.argmax(bad_E))
+        raise UserInputError(
+            flag,
+            f"'{path}' is impossible: latent {latent} fired on {int(firing[latent])} tokens but "
+            f"its token bitmap sets {int(bits[latent].sum())} bits; the file is damaged",
         )
 
 
@@ -378,6 +399,20 @@ class CooccurrenceResults:
         path = bundle_paths(self.directory, COUNTS)[0]
         return torch.from_numpy(np.array(memmap_tensor(path, HISTOGRAM, self.flag)))
 
+    def token_bits(self) -> UInt8[Tensor, "E D"] | None:
+        """Each latent's bitmap of the token ids it fired on (D: bits, core/distinct_tokens.py),
+        or None for a run counted before they were kept."""
+        if TOKEN_BITMAP not in self.manifest.get("tensors", {}):
+            return None
+        path = bundle_paths(self.directory, COUNTS)[0]
+        return torch.from_numpy(np.array(memmap_tensor(path, TOKEN_BITMAP, self.flag)))
+
+    def distinct_tokens(self) -> Float[Tensor, " E"] | None:
+        """Each latent's estimated number of distinct tokens it fired on, or None (unknown) for a
+        run counted before token bitmaps were kept."""
+        bits_ED = self.token_bits()
+        return None if bits_ED is None else distinct_tokens(bits_ED)
+
     def lookup(self) -> Callable[[Tensor, Tensor], Tensor]:
         """``(first_P, second_P) -> counts_P``, the pair search's co-occurrence lookup."""
         return self.pair_counts
@@ -433,6 +468,7 @@ MERGE_KEYS = (
     "top_contexts",
     "context_window",
     "activation_histogram",
+    TOKEN_BITMAP,
 )
 
 
@@ -500,6 +536,9 @@ def merge_results(directories: list[Path], output: Path, flag: str = "RUNS") -> 
     if first.get("activation_histogram") is not None:
         histograms = [run.activation_histogram() for run in runs]
         tensors[HISTOGRAM] = torch.stack([h for h in histograms if h is not None]).sum(0)
+    if first.get(TOKEN_BITMAP) is not None:
+        bitmaps = [run.token_bits() for run in runs]
+        tensors[TOKEN_BITMAP] = torch.stack([b for b in bitmaps if b is not None]).amax(0)
     if firing_rule(first)["rule"] == "per_latent":
         bars = (runs[0].directory / THRESHOLDS_FILE).read_text(encoding="utf-8")
         atomic_write_text(output / THRESHOLDS_FILE, bars)

@@ -60,6 +60,14 @@ class PairSearchConfig:
         "(an absorber's decoder carries its parent)",
         check=between(-1.0, 1.0),
     )
+    # core.pair_scores.GENERALITY_RATIO (this module imports no torch).
+    generality_ratio: float = option(
+        2.0,
+        "with --scoring ranked, where the co-occurrence run estimated each latent's distinct tokens: "
+        "keep a pair only if one latent fired on at least this many times the other's distinct "
+        "tokens (a parent is more general than its absorber); 1 keeps every pair",
+        check=between(1.0, 1e6),
+    )
     just_these: tuple[int, ...] = option(
         (), "only pairs involving these latents (repeatable or comma-separated)"
     )

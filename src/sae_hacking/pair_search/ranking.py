@@ -3,8 +3,10 @@
 The search keeps every pair with effect cosine at least the score bar (the score is never above
 the cosine) whatever its co-occurrence; each pair then gets its count expected under
 independence, its exclusion confidence and its score; pairs below the bar, pairs whose decoders
-share no direction and siblings under a more frequent latent are dropped, and the rest are ordered
-best score first.
+share no direction and siblings under a more general latent are dropped, and the rest are ordered
+best score first. Where the co-occurrence run estimated each latent's distinct tokens, a pair
+whose members are about as general as each other is dropped too (``parent_and_absorber``), and
+generality is distinct tokens instead of firing counts in the sibling rule.
 """
 
 from dataclasses import dataclass
@@ -13,10 +15,12 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from sae_hacking.core.pair_scores import (
+    GENERALITY_RATIO,
     absorption_score,
     carries_parent,
     exclusion_confidence,
     expected_cooccurrence,
+    parent_and_absorber,
     sibling_pairs,
 )
 from sae_hacking.core.pairs import Pairs
@@ -31,6 +35,8 @@ class RankedPairs:
     confidence_P: Float[Tensor, " P"]
     score_P: Float[Tensor, " P"]
     dropped_siblings: int
+    # Pairs at the bar dropped as equally general (None: distinct tokens unknown, rule not applied).
+    dropped_alike: int | None = None
 
 
 def rank_pairs(
@@ -40,9 +46,15 @@ def rank_pairs(
     score_threshold: float,
     decoder_cosine_P: Float[Tensor, " P"],
     min_decoder_cosine: float,
+    distinct_E: Float[Tensor, " E"] | None = None,
+    generality_ratio: float = GENERALITY_RATIO,
 ) -> RankedPairs:
     """Score ``pairs`` (exact co-occurrence counts; ``decoder_cosine_P`` their ablator decoder
-    cosines), keep those at the bar whose decoders share a direction, minus siblings, sort."""
+    cosines), keep those at the bar whose decoders share a direction, minus siblings, sort.
+
+    With ``distinct_E`` (each latent's estimated distinct tokens) pairs of two equally general
+    latents are dropped and the sibling rule compares distinct tokens; without it (a run from
+    before they were kept, or no tokens at all) firing counts stand in, as for the toy hunt."""
     firing_E = firing_E.to(pairs.first_P.device)
     decoder_cosine_P = decoder_cosine_P.to(pairs.first_P.device).float()
     expected_P = expected_cooccurrence(firing_E[pairs.first_P], firing_E[pairs.second_P], tokens)
@@ -51,8 +63,17 @@ def rank_pairs(
     keep_P: Bool[Tensor, " P"] = (score_P >= score_threshold) & carries_parent(
         decoder_cosine_P, min_decoder_cosine
     )
+    dropped_alike = None
+    generality_E: Tensor = firing_E
+    if distinct_E is not None:
+        generality_E = distinct_E.to(firing_E.device)
+        general_P = parent_and_absorber(
+            generality_E[pairs.first_P], generality_E[pairs.second_P], generality_ratio
+        )
+        dropped_alike = int((keep_P & ~general_P).sum())
+        keep_P &= general_P
     kept_D = keep_P.nonzero().squeeze(1)
-    siblings_D = sibling_pairs(pairs.first_P[kept_D], pairs.second_P[kept_D], firing_E)
+    siblings_D = sibling_pairs(pairs.first_P[kept_D], pairs.second_P[kept_D], generality_E)
     keep_P[kept_D[siblings_D]] = False
     order = score_P.masked_fill(~keep_P, -1.0).argsort(descending=True, stable=True)
     order = order[: int(keep_P.sum())]
@@ -67,4 +88,5 @@ def rank_pairs(
         confidence_P[order],
         score_P[order],
         int(siblings_D.sum()),
+        dropped_alike,
     )

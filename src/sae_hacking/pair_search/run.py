@@ -131,6 +131,7 @@ def run(config: PairSearchConfig) -> Path:
     )
     pairs = search.pairs
     scores: list[float | None] = [None] * len(pairs)
+    dropped_alike: int | None = None  # None: no ranking, or distinct tokens unknown
     if ranked:
         assert cooccurrence is not None
         with removed_unless_used(run_dir):  # an unreadable decoder leaves no run behind
@@ -142,8 +143,11 @@ def run(config: PairSearchConfig) -> Path:
             config.score_threshold,
             decoder_P,
             config.min_decoder_cosine,
+            cooccurrence.distinct_tokens(),
+            config.generality_ratio,
         )
         pairs, scores = ranking.pairs, ranking.score_P.tolist()
+        dropped_alike = ranking.dropped_alike
     ids = sorted(set(pairs.first_P.tolist()) | set(pairs.second_P.tolist()))
     neuronpedia_id = ablator.get("neuronpedia_id")
     texts = (
@@ -208,9 +212,15 @@ def run(config: PairSearchConfig) -> Path:
     ]
     kind = "sign-pattern cosine" if config.sign else "cosine"
     if ranked:
+        general = (
+            ""
+            if dropped_alike is None
+            else f", one member on >= {config.generality_ratio:g}x the other's distinct tokens"
+        )
         head = (
             f"{len(rows)} pairs scoring >= {config.score_threshold:g} ({kind} x exclusion "
-            f"confidence, decoder cosine >= {config.min_decoder_cosine:g}, siblings dropped), "
+            f"confidence, decoder cosine >= {config.min_decoder_cosine:g}{general}, "
+            "siblings dropped), "
             f"scored from the best {len(search.pairs)} of the "
             f"{search.passed} pairs with {kind} >= {config.score_threshold:g}"
         )
@@ -247,6 +257,8 @@ def run(config: PairSearchConfig) -> Path:
         "histogram": search.histogram_D.tolist(),
         "cooccurrence_dir": None if cooccurrence is None else str(cooccurrence.directory),
         "cooccurrence_tokens": None if cooccurrence is None else cooccurrence.tokens,
+        "generality_ratio": None if dropped_alike is None else config.generality_ratio,
+        "dropped_alike": dropped_alike,
     }
     write_json(run_dir / "pairs.json", rows, meta)
     write_csv(run_dir / "pairs.csv", rows)

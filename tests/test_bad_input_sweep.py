@@ -158,8 +158,9 @@ def firing_above_tokens(state: dict[str, Any]) -> None:
 
 
 def no_tokens(state: dict[str, Any]) -> None:
-    state["tensors"]["pair_counts"].zero_()
-    state["tensors"]["firing_counts"].zero_()
+    # As a run over an empty corpus saves it: every count, histogram and token bitmap empty.
+    for tensor in state["tensors"].values():
+        tensor.zero_()
     state["manifest"]["tokens"] = 0
 
 

@@ -18,6 +18,8 @@ the other (``parent_and_absorber``): two words of one letter never share a token
 letter and both carry it, and only their generality (one token each) tells them from the letter.
 """
 
+from dataclasses import dataclass
+
 import torch
 from beartype import beartype
 from jaxtyping import Bool, Float, Int, Real, jaxtyped
@@ -122,3 +124,45 @@ def sibling_pairs(
         above_DL = linked_LL[a_D] & linked_LL[b_D] & (general_L[None, :] > floor_D[:, None])
         sibling_P[start : start + step] = above_DL.any(dim=1)
     return sibling_P
+
+
+@dataclass(frozen=True)
+class RankedKeep:
+    """Which pairs the ranked score keeps, and how many each rule after the bar dropped."""
+
+    keep_P: Bool[Tensor, " P"]
+    dropped_siblings: int
+    # Pairs at the bar dropped as equally general (None: distinct tokens unknown, rule not applied).
+    dropped_alike: int | None
+
+
+@jaxtyped(typechecker=beartype)
+def ranked_keep(
+    first_P: Int[Tensor, " P"],
+    second_P: Int[Tensor, " P"],
+    score_P: Float[Tensor, " P"],
+    score_threshold: float,
+    decoder_cosine_P: Float[Tensor, " P"],
+    min_decoder_cosine: float,
+    firing_E: Int[Tensor, " E"],
+    distinct_E: Float[Tensor, " E"] | None = None,
+    generality_ratio: float = GENERALITY_RATIO,
+) -> RankedKeep:
+    """The ranked score's rule, shared by the toy hunt and ``look_for_pairs.py``: score at the
+    bar, decoders sharing a direction, one member clearly more general than the other (only where
+    ``distinct_E`` is known), and no sibling under a more general latent (distinct tokens where
+    known, else firing counts)."""
+    keep_P = (score_P >= score_threshold) & carries_parent(decoder_cosine_P, min_decoder_cosine)
+    dropped_alike = None
+    generality_E: Tensor = firing_E
+    if distinct_E is not None:
+        generality_E = distinct_E.to(firing_E.device)
+        general_P = parent_and_absorber(
+            generality_E[first_P], generality_E[second_P], generality_ratio
+        )
+        dropped_alike = int((keep_P & ~general_P).sum())
+        keep_P &= general_P
+    kept_D = keep_P.nonzero().squeeze(1)
+    siblings_D = sibling_pairs(first_P[kept_D], second_P[kept_D], generality_E)
+    keep_P[kept_D[siblings_D]] = False
+    return RankedKeep(keep_P, int(siblings_D.sum()), dropped_alike)

@@ -11,17 +11,15 @@ generality is distinct tokens instead of firing counts in the sibling rule.
 
 from dataclasses import dataclass
 
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from sae_hacking.core.pair_scores import (
     GENERALITY_RATIO,
     absorption_score,
-    carries_parent,
     exclusion_confidence,
     expected_cooccurrence,
-    parent_and_absorber,
-    sibling_pairs,
+    ranked_keep,
 )
 from sae_hacking.core.pairs import Pairs
 
@@ -60,21 +58,18 @@ def rank_pairs(
     expected_P = expected_cooccurrence(firing_E[pairs.first_P], firing_E[pairs.second_P], tokens)
     confidence_P = exclusion_confidence(pairs.cooccurrence_P, expected_P)
     score_P = absorption_score(pairs.cosine_P.float(), confidence_P)
-    keep_P: Bool[Tensor, " P"] = (score_P >= score_threshold) & carries_parent(
-        decoder_cosine_P, min_decoder_cosine
+    kept = ranked_keep(
+        pairs.first_P,
+        pairs.second_P,
+        score_P,
+        score_threshold,
+        decoder_cosine_P,
+        min_decoder_cosine,
+        firing_E,
+        distinct_E,
+        generality_ratio,
     )
-    dropped_alike = None
-    generality_E: Tensor = firing_E
-    if distinct_E is not None:
-        generality_E = distinct_E.to(firing_E.device)
-        general_P = parent_and_absorber(
-            generality_E[pairs.first_P], generality_E[pairs.second_P], generality_ratio
-        )
-        dropped_alike = int((keep_P & ~general_P).sum())
-        keep_P &= general_P
-    kept_D = keep_P.nonzero().squeeze(1)
-    siblings_D = sibling_pairs(pairs.first_P[kept_D], pairs.second_P[kept_D], generality_E)
-    keep_P[kept_D[siblings_D]] = False
+    keep_P = kept.keep_P
     order = score_P.masked_fill(~keep_P, -1.0).argsort(descending=True, stable=True)
     order = order[: int(keep_P.sum())]
     return RankedPairs(
@@ -87,6 +82,6 @@ def rank_pairs(
         expected_P[order],
         confidence_P[order],
         score_P[order],
-        int(siblings_D.sum()),
-        dropped_alike,
+        kept.dropped_siblings,
+        kept.dropped_alike,
     )

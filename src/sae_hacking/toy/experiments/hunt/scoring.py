@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from sae_hacking.core.pair_scores import absorption_score, carries_parent, sibling_pairs
+from sae_hacking.core.pair_scores import CARRIES_PARENT, absorption_score, ranked_keep
 from sae_hacking.toy.data.synthetic import SyntheticSource
 from sae_hacking.toy.metrics.absorption import (
     AbsorbedPair,
@@ -208,12 +208,11 @@ def _effect_never(t: PairTable, bar: float) -> Tensor:
 
 
 def _ranked(t: PairTable, bar: float) -> Tensor:
-    keep_P = absorption_score(t.similarity["effect"], t.confidence_P) >= bar
-    keep_P &= carries_parent(t.similarity["decoder"])
-    kept_D = keep_P.nonzero().squeeze(1)
-    siblings_D = sibling_pairs(t.first_P[kept_D], t.second_P[kept_D], t.firing_E)
-    keep_P[kept_D[siblings_D]] = False
-    return keep_P
+    score_P = absorption_score(t.similarity["effect"], t.confidence_P)
+    decoder_P = t.similarity["decoder"]
+    return ranked_keep(
+        t.first_P, t.second_P, score_P, bar, decoder_P, CARRIES_PARENT, t.firing_E
+    ).keep_P
 
 
 METHODS = (

@@ -28,9 +28,12 @@ def token_bits_layout() -> dict[str, object]:
     return {"bits": TOKEN_BITS, "hash": f"((id * {HASH_MULTIPLIER}) mod 2^32) >> {_SHIFT}"}
 
 
-@jaxtyped(typechecker=beartype)
 def token_bit(token_ids_J: Int[Tensor, " J"]) -> Int[Tensor, " J"]:
-    """The bit of each token id."""
+    """The bit of each token id.
+
+    Called per batch by ``add_token_bits_``, so undecorated, as ``histogram_bins`` is: one
+    jaxtyped wrapper per batch is enough; pytest still checks the shapes.
+    """
     return ((token_ids_J.long() * HASH_MULTIPLIER) & 0xFFFFFFFF) >> _SHIFT
 
 
